@@ -1,0 +1,293 @@
+"""Typed recipe: YAML -> validated config, with dotted command-line overrides.
+
+Every section forbids unknown keys, so a misspelt key is an error naming the key and the file,
+never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medals.errors import MedalsError
+
+Task = Literal["multiclass", "multilabel", "segmentation"]
+RleFormat = Literal["siim", "row", "column"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class NumericMeta(Strict):
+    """A numeric column used as a feature: value / scale, missing values set to fill."""
+
+    scale: float = 1.0
+    fill: float = 0.0
+
+
+class MappedMeta(Strict):
+    """A column whose values map to numbers (e.g. sex: male 1, female 0); others get fill."""
+
+    values: dict[str, float]
+    fill: float = -1.0
+
+
+class MetaConfig(Strict):
+    numeric: dict[str, NumericMeta] = Field(default_factory=dict)
+    mapped: dict[str, MappedMeta] = Field(default_factory=dict)
+    # One-hot over the values seen in train and test together, plus a column for missing.
+    categorical: list[str] = Field(default_factory=list)
+    # log1p(number of rows sharing the value), counted within train and within test.
+    group_counts: list[str] = Field(default_factory=list)
+    # log(image file size in bytes): a surprisingly strong feature in the melanoma data.
+    file_size: bool = False
+
+
+class DataConfig(Strict):
+    root: str = "."  # relative to the recipe file's folder
+    train_csv: str = "train.csv"
+    test_csv: str | None = "test.csv"
+    sample_submission: str | None = "sample_submission.csv"
+    id_column: str = "id"
+    label_column: str | None = None
+    classes: list[str] | None = None
+    num_classes: int | None = None
+    label_map: dict[str, str] = Field(default_factory=dict)
+    query: str | None = None  # pandas query applied to the training rows, e.g. "tfrecord >= 0"
+    image_path: str = "train/{id}.png"  # {id} and, for multi-file channels, {channel}
+    test_image_path: str = "test/{id}.png"
+    channels: list[str] | None = None  # values for {channel}; the files are stacked in this order
+    mask_column: str | None = None  # RLE column; several rows of one id are OR-ed
+    mask_path: str | None = None  # or a template for mask image files
+    rle_format: RleFormat = "siim"
+    group_column: str | None = None
+    meta: MetaConfig | None = None
+    cache_size: int | None = None  # side of the resized uint8 cache made by prepare
+
+
+class SplitConfig(Strict):
+    method: Literal["kfold", "stratified", "grouped", "stratified_grouped", "multilabel", "fixed"] = (
+        "stratified"
+    )
+    n_folds: int = Field(5, ge=2)
+    column: str | None = None  # for "fixed": the column whose values map to folds
+    mapping: dict[str, int] | None = None  # for "fixed": value -> fold (default: value % n_folds)
+    seed: int | None = None  # default: the recipe seed
+
+
+class ModelConfig(Strict):
+    arch: Literal["classifier", "unet", "fpn", "deeplabv3plus"] = "classifier"
+    backbone: str = "resnet18"  # timm name (classifier and segmentation encoder)
+    pretrained: bool = False
+    weights: str | None = None  # local weights file for the backbone
+    weights_mapping: Literal["name", "position"] = "name"
+    in_chans: int = 3
+    head: Literal["linear", "msd", "meta"] = "linear"
+    dropout: float = 0.0
+    msd_samples: int = 5
+    msd_dropout: float = 0.5
+    meta_hidden: list[int] = Field(default_factory=lambda: [512, 128])
+    meta_dropout: float = 0.3
+    decoder: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments for the smp model
+
+
+class LossTerm(Strict):
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "warmup_cosine", "steps", "formula"] = "warmup_cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    steps: list[tuple[int, float]] = Field(default_factory=list)  # (first epoch, lr), 1-based
+    formula: str | None = None  # per-epoch lr from epoch (1-based), epochs, lr, cos, pi, ...
+
+
+class CheckpointRule(Strict):
+    name: str = "best"
+    metric: str | None = None  # default: the task's main metric
+    mode: Literal["max", "min"] = "max"
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    image_size: int = Field(256, ge=8)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = False
+    accumulate: int = Field(1, ge=1)
+    clip_grad: float | None = None
+    augment: list[dict[str, Any]] | None = None  # albumentations ops; None: the task default
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    checkpoints: list[CheckpointRule] = Field(default_factory=lambda: [CheckpointRule()])
+    folds: list[int] | None = None  # train only these folds
+    num_workers: int = 0
+    deterministic: bool = False
+    progress: bool = True
+
+
+class InferConfig(Strict):
+    tta: Literal[1, 2, 4, 8] = 1
+    merge: Literal["mean", "max"] = "mean"
+    checkpoint: str = "best"
+    batch_size: int | None = None
+
+
+class SubmitConfig(Strict):
+    kind: Literal["probability", "multilabel", "rle"] | None = None  # default by task
+    target_class: str | int | None = None  # probability: which class's probability
+    threshold: float | Literal["oof"] = "oof"
+    always_top1: bool = True
+    pixel_threshold: float = 0.5
+    min_area: int = 0
+    file: str = "submission.csv"
+
+
+class Recipe(Strict):
+    name: str
+    task: Task
+    seed: int = 0
+    run_dir: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: list[LossTerm] | None = None  # None: the task default
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    submit: SubmitConfig = Field(default_factory=SubmitConfig)
+    # Where the recipe came from; data.root and run_dir are resolved against it.
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _check_task_fields(self) -> Recipe:
+        if self.task == "segmentation" and self.model.arch == "classifier":
+            raise ValueError("task 'segmentation' needs model.arch unet, fpn or deeplabv3plus")
+        if self.task != "segmentation" and self.model.arch != "classifier":
+            raise ValueError(f"task '{self.task}' needs model.arch classifier")
+        return self
+
+    # ---- derived paths and defaults -------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    @property
+    def data_root(self) -> Path:
+        return (self.base_dir / self.data.root).resolve()
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    @property
+    def main_metric(self) -> str:
+        return {"multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}[self.task]
+
+    @property
+    def submit_kind(self) -> str:
+        default = {"multiclass": "probability", "multilabel": "multilabel", "segmentation": "rle"}
+        return self.submit.kind or default[self.task]
+
+    def section_hash(self, *sections: str) -> str:
+        """Digest of the named sections: a stage is redone only when its inputs changed."""
+        dumped = self.model_dump(mode="json")
+        payload = {name: dumped[name] for name in sections}
+        payload["data_root"] = str(self.data_root)
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.epochs=2' -> (['train', 'epochs'], 2); the value is read as YAML."""
+    if "=" not in text:
+        raise MedalsError(f"override '{text}' is not of the form key.path=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise MedalsError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise MedalsError(f"override key '{'.'.join(path)}': '{part}' is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _describe_error(err: dict, tree: dict, where: str) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key '{key}'"
+    if kind == "missing":
+        return f"{where}: missing required key '{key}'"
+    value = tree
+    for part in err["loc"]:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            value = None
+            break
+    msg = err["msg"].removeprefix("Value error, ")
+    if value is None or isinstance(value, dict):
+        return f"{where}: key '{key}': {msg}"
+    return f"{where}: key '{key}' has value {value!r}: {msg}"
+
+
+def recipe_from_dict(tree: dict, where: str) -> Recipe:
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as exc:
+        raise MedalsError(_describe_error(exc.errors()[0], tree, where)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe YAML, apply dotted overrides and validate; errors name the key and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedalsError(f"recipe file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MedalsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise MedalsError(f"{path}: a recipe must be a mapping of keys to values")
+    where = str(path)
+    if overrides:
+        where = f"{path} (with overrides {' '.join(overrides)})"
+    for text in overrides:
+        key, value = parse_override(text)
+        apply_override(tree, key, value)
+    if tree.get("source") is None:
+        tree["source"] = str(path.resolve())
+    return recipe_from_dict(tree, where)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,63 @@
+"""Where each stage reads and writes inside one run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "table.parquet"
+
+    @property
+    def folds(self) -> Path:
+        return self.root / "folds.parquet"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def stamps(self) -> Path:
+        return self.root / "stages"
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.root / f"fold{fold}"
+
+    def checkpoint(self, fold: int, name: str) -> Path:
+        return self.fold_dir(fold) / f"{name}.pt"
+
+    @property
+    def oof(self) -> Path:
+        return self.root / "oof.parquet"
+
+    @property
+    def oof_masks(self) -> Path:
+        return self.root / "oof_masks.npy"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.root / "test.parquet"
+
+    @property
+    def test_masks(self) -> Path:
+        return self.root / "test_masks.npy"
+
+    def fold_test_predictions(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "test.parquet"
+
+    def fold_test_masks(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "test_masks.npy"
