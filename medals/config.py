@@ -6,8 +6,6 @@ never a silently ignored setting.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,14 +199,6 @@ class Recipe(Strict):
     def submit_kind(self) -> str:
         default = {"multiclass": "probability", "multilabel": "multilabel", "segmentation": "rle"}
         return self.submit.kind or default[self.task]
-
-    def section_hash(self, *sections: str) -> str:
-        """Digest of the named sections: a stage is redone only when its inputs changed."""
-        dumped = self.model_dump(mode="json")
-        payload = {name: dumped[name] for name in sections}
-        payload["data_root"] = str(self.data_root)
-        text = json.dumps(payload, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ---- loading ------------------------------------------------------------------------------

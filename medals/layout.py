@@ -19,6 +19,11 @@ class RunLayout:
         return self.root / "table.parquet"
 
     @property
+    def labels(self) -> Path:
+        """The resolved class list and class count, written by prepare."""
+        return self.root / "labels.json"
+
+    @property
     def folds(self) -> Path:
         return self.root / "folds.parquet"
 
@@ -55,6 +60,10 @@ class RunLayout:
     @property
     def test_masks(self) -> Path:
         return self.root / "test_masks.npy"
+
+    @property
+    def submission(self) -> Path:
+        return self.root / "submission.csv"
 
     def fold_test_predictions(self, fold: int) -> Path:
         return self.fold_dir(fold) / "test.parquet"

@@ -1,0 +1,5 @@
+import sys
+
+from medals.cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""Albumentations pipelines built from the recipe's `train.augment` list.
+
+Each op is `{"name": <albumentations class name>, **kwargs}`; compose ops (OneOf, SomeOf, Sequential, ...)
+take their children under "transforms". Kwargs are passed through to albumentations 2.0.8 unchanged, so
+its own argument names apply (e.g. GaussNoise(std_range=...), CoarseDropout(num_holes_range=...)).
+Resize to the training size and normalisation are always appended; masks follow every geometric op.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+from pydantic import ValidationError
+
+from medals.errors import MedalsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OTHER_MEAN = 0.5  # per channel, for images that are not 3-channel photographs
+OTHER_STD = 0.25
+
+# Ops that would break the pipeline's contract (numpy HWC out, normalised once) or need Python callables.
+_FORBIDDEN = {"ToTensorV2", "Lambda", "Normalize"}
+
+# Cheap defaults. Classification images (lesions, cells) have no canonical orientation, so the whole
+# dihedral group is fair; segmentation defaults (chest X-rays) keep up/down and only mirror left/right.
+_MILD_AFFINE = {
+    "name": "Affine",
+    "scale": (0.9, 1.1),
+    "translate_percent": (-0.0625, 0.0625),
+    "rotate": (-15, 15),
+    "border_mode": cv2.BORDER_CONSTANT,
+    "p": 0.5,
+}
+_BRIGHTNESS = {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2, "p": 0.5}
+DEFAULT_AUGMENT: dict[str, list[dict[str, Any]]] = {
+    "multiclass": [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "VerticalFlip", "p": 0.5},
+        {"name": "Transpose", "p": 0.5},
+        _MILD_AFFINE,
+        _BRIGHTNESS,
+    ],
+    "multilabel": [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "VerticalFlip", "p": 0.5},
+        {"name": "Transpose", "p": 0.5},
+        _MILD_AFFINE,
+        _BRIGHTNESS,
+    ],
+    "segmentation": [
+        {"name": "HorizontalFlip", "p": 0.5},
+        _MILD_AFFINE,
+        _BRIGHTNESS,
+    ],
+}
+
+
+def default_mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet statistics for 3-channel images, 0.5 / 0.25 per channel otherwise."""
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (OTHER_MEAN,) * channels, (OTHER_STD,) * channels
+
+
+class ChannelNormalize(A.ImageOnlyTransform):
+    """`A.Normalize(mean, std, max_pixel_value=255)`, with the default statistics picked by channel count.
+
+    The transform is built before the image's channel count is known, so the defaults (and the check that
+    a configured mean/std fits the image) happen on the first call for each channel count.
+    """
+
+    def __init__(
+        self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None, p: float = 1.0
+    ):
+        super().__init__(p=p)
+        self.mean = None if mean is None else tuple(float(v) for v in mean)
+        self.std = None if std is None else tuple(float(v) for v in std)
+        self._by_channels: dict[int, A.Normalize] = {}
+
+    def _normalizer(self, channels: int) -> A.Normalize:
+        norm = self._by_channels.get(channels)
+        if norm is None:
+            mean, std = default_mean_std(channels)
+            if self.mean is not None:
+                mean = self.mean
+            if self.std is not None:
+                std = self.std
+            for key, values in (("mean", mean), ("std", std)):
+                if len(values) != channels:
+                    raise MedalsError(
+                        f"train.{key} has {len(values)} values but the images have {channels} channels"
+                    )
+            norm = A.Normalize(mean=mean, std=std, max_pixel_value=255.0, p=1.0)
+            self._by_channels[channels] = norm
+        return norm
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        channels = 1 if img.ndim == 2 else img.shape[-1]
+        return self._normalizer(channels).apply(img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("mean", "std")
+
+
+def _lookup(name: Any, where: str) -> type:
+    if not isinstance(name, str) or not name or name.startswith("_"):
+        raise MedalsError(f"{where}: op name {name!r} is not an albumentations transform name")
+    cls = getattr(A, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, (A.BasicTransform, A.BaseCompose))):
+        raise MedalsError(f"{where}: unknown albumentations op '{name}'")
+    if name in _FORBIDDEN:
+        raise MedalsError(f"{where}: op '{name}' is not allowed here (medals adds normalisation itself)")
+    return cls
+
+
+def _build_op(item: Any, path: str) -> A.BasicTransform | A.BaseCompose:
+    if not isinstance(item, dict) or "name" not in item:
+        raise MedalsError(f"{path}: each op must be a mapping with a 'name' key, got {item!r}")
+    kwargs = dict(item)
+    name = kwargs.pop("name")
+    cls = _lookup(name, path)
+    where = f"{path} (op '{name}')"
+    is_compose = issubclass(cls, A.BaseCompose)
+    if is_compose:
+        children = kwargs.get("transforms")
+        if not isinstance(children, list):
+            raise MedalsError(f"{where}: key 'transforms' must be a list of ops")
+        kwargs["transforms"] = [
+            _build_op(child, f"{path}.transforms[{i}]") for i, child in enumerate(children)
+        ]
+    elif "transforms" in kwargs:
+        raise MedalsError(f"{where}: key 'transforms' is only for compose ops such as OneOf")
+
+    # Albumentations 2 only warns about unknown arguments: check them against the signature ourselves.
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in params:
+                raise MedalsError(f"{where}: unknown argument '{key}' (accepted: {', '.join(params)})")
+    # Validated transforms (albumentations' custom_init) otherwise fall back to defaults with only a
+    # warning on some invalid values; strict makes every such problem an exception.
+    if getattr(cls.__init__, "__name__", "") == "custom_init":
+        kwargs["strict"] = True
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+        if isinstance(cause, ValidationError) and cause.errors():
+            first = cause.errors()[0]
+            key = str(first["loc"][0]) if first.get("loc") else "?"
+            if key in item:
+                problem = f"argument '{key}' has invalid value {item[key]!r}"
+            else:
+                problem = f"argument '{key}'"
+            msg = first["msg"].removeprefix("Value error, ")
+            raise MedalsError(f"{where}: {problem}: {msg}") from None
+        raise MedalsError(f"{where}: bad arguments ({str(exc).splitlines()[0]})") from None
+
+
+def build_ops(
+    spec: list[dict] | None, where: str = "train.augment"
+) -> list[A.BasicTransform | A.BaseCompose]:
+    """The albumentations objects for a spec list (no Resize/Normalize added)."""
+    if spec is None:
+        return []
+    if not isinstance(spec, list):
+        raise MedalsError(f"{where} must be a list of ops, got {type(spec).__name__}")
+    return [_build_op(item, f"{where}[{i}]") for i, item in enumerate(spec)]
+
+
+def build_transform(
+    spec: list[dict] | None,
+    image_size: int,
+    train: bool,
+    task: str,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> A.Compose:
+    """The image(+mask) pipeline: augmentations (train only), Resize(image_size), normalisation.
+
+    spec None means the task's default list (train only); [] means no augmentation. The output image is
+    float32 HWC, the mask keeps its dtype; the dataset converts both to tensors.
+    """
+    if task not in DEFAULT_AUGMENT:
+        raise MedalsError(f"unknown task '{task}' (expected one of {', '.join(DEFAULT_AUGMENT)})")
+    # Built for validation too, so a bad spec fails at the first stage that reads it.
+    augment = build_ops(DEFAULT_AUGMENT[task] if spec is None else spec)
+    ops: list[Any] = augment if train else []
+    ops.append(A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, p=1.0))
+    ops.append(ChannelNormalize(mean, std))
+    return A.Compose(ops)

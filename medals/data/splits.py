@@ -1,0 +1,144 @@
+"""Fold assignment for the training rows of the table, one integer fold per row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from medals.config import Recipe
+from medals.data.meta import value_key
+from medals.errors import MedalsError
+
+
+def split_seed(recipe: Recipe) -> int:
+    return recipe.split.seed if recipe.split.seed is not None else recipe.seed
+
+
+def multi_hot(labels: pd.Series, num_classes: int | None = None) -> np.ndarray:
+    """Space-separated label ids ("0 5 12", "" for none) -> uint8 multi-hot [N, K]."""
+    ids = [[int(t) for t in str(text).split()] if isinstance(text, str) else [] for text in labels]
+    k = num_classes if num_classes is not None else max((max(i) for i in ids if i), default=-1) + 1
+    out = np.zeros((len(ids), max(k, 1)), dtype=np.uint8)
+    for row, row_ids in enumerate(ids):
+        out[row, row_ids] = 1
+    return out
+
+
+def _num_classes(recipe: Recipe) -> int | None:
+    data = recipe.data
+    return data.num_classes if data.num_classes is not None else (len(data.classes) if data.classes else None)
+
+
+def _strata(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    """The single label a stratified split balances: the class, or has_mask for segmentation."""
+    column = "has_mask" if recipe.task == "segmentation" else "label"
+    if column not in table.columns:
+        raise MedalsError(f"split.method '{recipe.split.method}' needs the table column '{column}'")
+    return table[column].to_numpy()
+
+
+def _groups(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    if not recipe.data.group_column or "group" not in table.columns:
+        raise MedalsError(
+            f"split.method '{recipe.split.method}' needs data.group_column (e.g. the patient id column)"
+        )
+    return table["group"].astype(str).to_numpy()
+
+
+def _fixed(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    split = recipe.split
+    column = split.column
+    if not column or column not in table.columns:
+        raise MedalsError(f"split.method 'fixed' needs split.column naming a table column, got {column!r}")
+    keys = [value_key(v) for v in table[column].tolist()]
+    if split.mapping is not None:
+        unmapped = list(dict.fromkeys(k for k in keys if k not in split.mapping))
+        if unmapped:
+            raise MedalsError(
+                f"split.mapping has no fold for value(s) {', '.join(repr(k) for k in unmapped[:5])} "
+                f"of column '{column}'"
+            )
+        folds = np.array([split.mapping[k] for k in keys], dtype=np.int64)
+    else:
+        try:
+            folds = np.array([int(float(k)) % split.n_folds for k in keys], dtype=np.int64)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            bad = next(k for k in keys if k is None or not _is_number(k))
+            raise MedalsError(
+                f"column '{column}' has value {bad!r}, which is not a number to take modulo split.n_folds "
+                "(give split.mapping)"
+            ) from None
+    outside = sorted({int(f) for f in folds if not 0 <= f < split.n_folds})
+    if outside:
+        raise MedalsError(
+            f"split.mapping gives fold(s) {outside} outside 0..{split.n_folds - 1} (split.n_folds)"
+        )
+    empty = sorted(set(range(split.n_folds)) - set(folds.tolist()))
+    if empty:
+        raise MedalsError(f"split.method 'fixed' on column '{column}' leaves fold(s) {empty} without rows")
+    return folds
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def make_folds(table_train: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    """Fold index (0..n_folds-1) of each training row, deterministic for the split seed.
+
+    ``stratified`` balances the class (multiclass), has_mask (segmentation) or, for multilabel tasks,
+    the label set (the same as ``multilabel``).
+    """
+    split = recipe.split
+    method = split.method
+    n = len(table_train)
+    seed = split_seed(recipe)
+    if method == "fixed":
+        return _fixed(table_train, recipe)
+    if method == "stratified" and recipe.task == "multilabel":
+        method = "multilabel"
+
+    x = np.zeros((n, 1))
+    if method == "kfold":
+        splitter, args = KFold(split.n_folds, shuffle=True, random_state=seed), (x,)
+    elif method == "stratified":
+        splitter, args = (
+            StratifiedKFold(split.n_folds, shuffle=True, random_state=seed),
+            (x, _strata(table_train, recipe)),
+        )
+    elif method == "grouped":
+        splitter = GroupKFold(split.n_folds, shuffle=True, random_state=seed)
+        args = (x, None, _groups(table_train, recipe))
+    elif method == "stratified_grouped":
+        if recipe.task == "multilabel":
+            raise MedalsError(
+                "split.method 'stratified_grouped' needs a single label; multilabel tasks use 'grouped'"
+            )
+        splitter = StratifiedGroupKFold(split.n_folds, shuffle=True, random_state=seed)
+        args = (x, _strata(table_train, recipe), _groups(table_train, recipe))
+    elif method == "multilabel":
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        if "labels" not in table_train.columns:
+            raise MedalsError("split.method 'multilabel' needs the table column 'labels' (task multilabel)")
+        splitter = MultilabelStratifiedKFold(n_splits=split.n_folds, shuffle=True, random_state=seed)
+        args = (x, multi_hot(table_train["labels"], _num_classes(recipe)))
+    else:  # pragma: no cover - the recipe's Literal type admits no other value
+        raise MedalsError(f"unknown split.method '{method}'")
+
+    folds = np.full(n, -1, dtype=np.int64)
+    try:
+        # sklearn only warns when a class has fewer members than folds; it raises when impossible.
+        for fold, (_, valid) in enumerate(splitter.split(*args)):
+            folds[valid] = fold
+    except ValueError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise MedalsError(
+            f"split.method '{method}' with split.n_folds={split.n_folds} is impossible on {n} rows: {reason}"
+        ) from None
+    return folds

@@ -1,0 +1,409 @@
+"""Competition CSVs -> the normalised table: one row per image with labels, paths, sizes and meta features.
+
+Every problem with the inputs (missing columns, unknown labels, missing or corrupt images, masks of the
+wrong size) is found here, before any training starts, and reported as one MedalsError.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medals.config import DataConfig, Recipe
+from medals.data.io import image_size, read_mask, split_paths
+from medals.data.meta import check_columns, meta_features, required_columns, value_key
+from medals.errors import MedalsError
+
+# Columns the table itself defines; a kept CSV column must not shadow one of them.
+RESERVED = {
+    "id",
+    "split",
+    "path",
+    "height",
+    "width",
+    "label",
+    "labels",
+    "rle",
+    "mask_path",
+    "has_mask",
+    "group",
+}
+SHOWN = 5  # how many offending values an error message lists
+
+
+def _show(values: Sequence[Any]) -> str:
+    shown = ", ".join(repr(v) for v in list(values)[:SHOWN])
+    return shown + (", ..." if len(values) > SHOWN else "")
+
+
+# ---- reading the CSVs ----------------------------------------------------------------------
+
+
+def _read_csv(path: Path, data: DataConfig) -> pd.DataFrame:
+    if not path.is_file():
+        raise MedalsError(f"CSV file {path} does not exist")
+    # Ids, RLE strings and multilabel id lists stay text even when a column happens to look numeric.
+    text_columns = [data.id_column, data.mask_column]
+    dtype = {name: str for name in text_columns if name}
+    try:
+        # skipinitialspace: some competition CSVs have headers like "ImageId, EncodedPixels".
+        frame = pd.read_csv(path, dtype=dtype, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise MedalsError(f"CSV file {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedalsError(f"cannot read CSV file {path}: {reason}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _template_fields(template: str, key: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise MedalsError(f"data.{key} '{template}' is not a valid path template ({exc})") from None
+
+
+def _required(recipe: Recipe, split: str) -> list[str]:
+    """CSV columns the recipe reads from the train or test CSV."""
+    data = recipe.data
+    names = [data.id_column]
+    template, key = (
+        (data.image_path, "image_path") if split == "train" else (data.test_image_path, "test_image_path")
+    )
+    templates = [(template, key)]
+    if split == "train":
+        if recipe.task in ("multiclass", "multilabel"):
+            names.append(data.label_column)
+        if recipe.task == "segmentation" and data.mask_column:
+            names.append(data.mask_column)
+        if recipe.task == "segmentation" and data.mask_path:
+            templates.append((data.mask_path, "mask_path"))
+        if data.group_column:
+            names.append(data.group_column)
+        if recipe.split.method == "fixed" and recipe.split.column:
+            names.append(recipe.split.column)
+    for text, name in templates:
+        names += [f for f in _template_fields(text, name) if f not in ("id", "channel")]
+    if data.meta:
+        names += required_columns(data.meta)
+    return list(dict.fromkeys(names))
+
+
+def _check_recipe(recipe: Recipe) -> None:
+    data = recipe.data
+    if recipe.task in ("multiclass", "multilabel") and not data.label_column:
+        raise MedalsError(f"task '{recipe.task}' needs data.label_column (the CSV column holding the labels)")
+    if recipe.task == "multilabel" and data.num_classes is None and not data.classes:
+        raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
+    if recipe.task == "segmentation" and not (data.mask_column or data.mask_path):
+        raise MedalsError("task 'segmentation' needs data.mask_column (RLE) or data.mask_path (mask files)")
+    if recipe.split.method == "fixed":
+        if not recipe.split.column:
+            raise MedalsError(
+                "split.method 'fixed' needs split.column (the column whose values give the folds)"
+            )
+        if recipe.split.column in RESERVED:
+            raise MedalsError(
+                f"split.column '{recipe.split.column}' clashes with the table column of that name"
+            )
+
+
+def _train_frame(recipe: Recipe) -> tuple[pd.DataFrame, str]:
+    """The training CSV after data.query, checked for columns and emptiness."""
+    data = recipe.data
+    path = recipe.data_root / data.train_csv
+    frame = _read_csv(path, data)
+    check_columns(frame, _required(recipe, "train"), f"CSV file {path}")
+    if data.query:
+        try:
+            frame = frame.query(data.query)
+        except Exception as exc:  # pandas raises NameError, SyntaxError, ValueError, TypeError, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MedalsError(f"data.query '{data.query}' cannot be applied to {path}: {reason}") from None
+        if frame.empty:
+            raise MedalsError(f"{path} has no rows after filtering with query '{data.query}'")
+    if frame.empty:
+        raise MedalsError(f"{path} has no rows")
+    return frame.reset_index(drop=True), str(path)
+
+
+def _check_ids(frame: pd.DataFrame, id_column: str, csv_name: str, unique: bool) -> pd.DataFrame:
+    ids = frame[id_column]
+    if ids.isna().any():
+        raise MedalsError(
+            f"{csv_name} has {int(ids.isna().sum())} rows without a value in column '{id_column}'"
+        )
+    frame = frame.assign(**{id_column: ids.astype(str)})
+    dup = frame[id_column][frame[id_column].duplicated()]
+    if len(dup) and unique:
+        raise MedalsError(
+            f"{csv_name} column '{id_column}' has duplicate ids: {_show(dup.unique().tolist())}"
+        )
+    return frame
+
+
+# ---- labels ----------------------------------------------------------------------------------
+
+
+def _sort_classes(values: set[str]) -> list[str]:
+    try:
+        return sorted(values, key=float)  # "2" before "10"
+    except ValueError:
+        return sorted(values)
+
+
+def _mapped_labels(frame: pd.DataFrame, data: DataConfig) -> list[str | None]:
+    keys = [value_key(v) for v in frame[data.label_column].tolist()]
+    return [data.label_map.get(k, k) if k is not None else None for k in keys]
+
+
+def _multiclass(frame: pd.DataFrame, data: DataConfig, csv_name: str) -> tuple[np.ndarray, list[str]]:
+    labels = _mapped_labels(frame, data)
+    classes = list(data.classes) if data.classes else _sort_classes({x for x in labels if x is not None})
+    index = {name: i for i, name in enumerate(classes)}
+    bad = [x for x in labels if x not in index]
+    if bad:
+        values = list(dict.fromkeys("(missing)" if x is None else x for x in bad))
+        raise MedalsError(
+            f"{csv_name} column '{data.label_column}' has {len(bad)} labels outside the class list "
+            f"[{_show(classes)}]: {_show(values)}"
+        )
+    return np.array([index[x] for x in labels], dtype=np.int64), classes
+
+
+def num_label_classes(data: DataConfig) -> int | None:
+    return data.num_classes if data.num_classes is not None else (len(data.classes) if data.classes else None)
+
+
+def _multilabel(frame: pd.DataFrame, data: DataConfig, csv_name: str) -> list[str]:
+    k = num_label_classes(data)
+    out, bad = [], []
+    for raw in frame[data.label_column].tolist():
+        text = value_key(raw) or ""
+        ids = set()
+        for token in text.split():
+            try:
+                value = int(token)
+            except ValueError:
+                value = None
+            if value is None or not 0 <= value < k:
+                bad.append(token)
+            else:
+                ids.add(value)
+        out.append(" ".join(str(i) for i in sorted(ids)))
+    if bad:
+        raise MedalsError(
+            f"{csv_name} column '{data.label_column}' has {len(bad)} label ids that are not integers in "
+            f"0..{k - 1}: {_show(list(dict.fromkeys(bad)))}"
+        )
+    return out
+
+
+def _rle_part(value: Any) -> str:
+    return (value_key(value) or "").strip()
+
+
+def _group_rle(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, list[str], list[int]]:
+    """One row per id; the RLE strings of all rows of an id joined with "|" (their masks are OR-ed)."""
+    joined = frame.groupby(data.id_column, sort=False)[data.mask_column].agg(
+        lambda parts: "|".join(_rle_part(p) for p in parts)
+    )
+    first = frame.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
+    rle = joined.reindex(first[data.id_column]).tolist()
+    has_mask = [int(any(p not in ("", "-1") for p in text.split("|"))) for text in rle]
+    return first, rle, has_mask
+
+
+def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[str]:
+    """The class names, index i = label i (multiclass) / label id i (multilabel); ["mask"] for segmentation."""
+    data = recipe.data
+    if recipe.task == "segmentation":
+        return ["mask"]
+    if data.classes:
+        return list(data.classes)
+    if recipe.task == "multilabel":
+        if data.num_classes is None:
+            raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
+        return [str(i) for i in range(data.num_classes)]
+    if table is not None and table.attrs.get("classes"):
+        return list(table.attrs["classes"])
+    _check_recipe(recipe)
+    frame, csv_name = _train_frame(recipe)
+    return _multiclass(frame, data, csv_name)[1]
+
+
+# ---- paths and files ---------------------------------------------------------------------------
+
+
+def _render_paths(frame: pd.DataFrame, template: str, key: str, recipe: Recipe) -> list[str]:
+    data = recipe.data
+    root = str(recipe.data_root)
+    fields = _template_fields(template, key)
+    channels = data.channels if key != "mask_path" else None
+    if channels and "channel" not in fields:
+        raise MedalsError(f"data.{key} '{template}' has no {{channel}} field although data.channels is set")
+    if "channel" in fields and not channels:
+        raise MedalsError(f"data.{key} '{template}' uses {{channel}} but data.channels is not set")
+    columns = [f for f in dict.fromkeys(fields) if f not in ("id", "channel")]
+    values = {f: [value_key(v) for v in frame[f].tolist()] for f in columns}
+    ids = frame[data.id_column].tolist()
+
+    def full(rel: str) -> str:
+        return os.path.normpath(os.path.join(root, rel))
+
+    out = []
+    try:
+        for i, id_ in enumerate(ids):
+            fill = {"id": id_, **{f: values[f][i] for f in columns}}
+            if channels:
+                out.append("|".join(full(template.format(channel=c, **fill)) for c in channels))
+            else:
+                out.append(full(template.format(**fill)))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise MedalsError(
+            f"data.{key} '{template}' cannot be filled in ({type(exc).__name__}: {exc})"
+        ) from None
+    return out
+
+
+def _check_files_exist(paths: Sequence[str], root: Path) -> None:
+    missing = [p for path in paths for p in split_paths(path) if not os.path.isfile(p)]
+    if missing:
+        total = sum(len(split_paths(p)) for p in paths)
+        names = [os.path.relpath(p, root) if p.startswith(str(root)) else p for p in missing]
+        raise MedalsError(
+            f"{len(missing)} of {total} image files do not exist under {root} "
+            f"(check data.image_path / test_image_path / mask_path), first: {_show(names)}"
+        )
+
+
+def _parallel(fn: Callable[[str], Any], paths: Sequence[str]) -> list[Any]:
+    # Header reads are I/O bound; threads overlap the waiting (the first error is re-raised in order).
+    # Chunks keep the per-task overhead of the pool small next to a header read.
+    workers = min(16, 4 * (os.cpu_count() or 1))
+    chunks = [paths[i : i + 256] for i in range(0, len(paths), 256)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [out for chunk in pool.map(lambda c: [fn(p) for p in c], chunks) for out in chunk]
+
+
+def _has_mask_file(path: str) -> int:
+    return int(read_mask(path).any())
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+
+def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.DataFrame:
+    """Columns that do not need the other split: id, split, path and the labels/masks."""
+    data = recipe.data
+    template, key = (
+        (data.image_path, "image_path") if split == "train" else (data.test_image_path, "test_image_path")
+    )
+    n = len(frame)
+    out = pd.DataFrame({"id": frame[data.id_column].astype(str).to_numpy(), "split": split})
+    out["path"] = _render_paths(frame, template, key, recipe)
+    if recipe.task == "multiclass":
+        out["label"] = frame["__label"].to_numpy(np.int64) if split == "train" else np.full(n, -1, np.int64)
+    elif recipe.task == "multilabel":
+        out["labels"] = _multilabel(frame, data, csv_name) if split == "train" else [""] * n
+    else:
+        if data.mask_column:
+            out["rle"] = frame["__rle"].tolist() if split == "train" else [""] * n
+        if data.mask_path:
+            out["mask_path"] = (
+                _render_paths(frame, data.mask_path, "mask_path", recipe) if split == "train" else ""
+            )
+        # With mask files only, has_mask is filled in by build_table once the masks have been read.
+        has_mask = split == "train" and "__has_mask" in frame.columns
+        out["has_mask"] = frame["__has_mask"].to_numpy(np.int64) if has_mask else np.zeros(n, np.int64)
+    if data.group_column:
+        if data.group_column in frame.columns:
+            keys = [value_key(v) for v in frame[data.group_column].tolist()]
+            # A row without a group value is grouped with nobody but itself.
+            out["group"] = [
+                k if k is not None else f"__row_{i}" for k, i in zip(keys, out["id"], strict=True)
+            ]
+        else:
+            out["group"] = ""
+    if recipe.split.method == "fixed" and recipe.split.column:
+        column = recipe.split.column
+        out[column] = frame[column].to_numpy() if column in frame.columns else np.nan
+    return out
+
+
+def build_table(recipe: Recipe) -> pd.DataFrame:
+    """Read, check and normalise the competition CSVs into the table (see the module contract)."""
+    _check_recipe(recipe)
+    data = recipe.data
+    root = recipe.data_root
+
+    train, train_name = _train_frame(recipe)
+    seg_rle = recipe.task == "segmentation" and data.mask_column
+    train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
+    if seg_rle:
+        train, rle, has_mask = _group_rle(train, data)
+        train["__rle"], train["__has_mask"] = rle, has_mask
+
+    test, test_name = None, "test CSV"
+    if data.test_csv is not None:
+        test_path = root / data.test_csv
+        test_name = str(test_path)
+        test = _read_csv(test_path, data)
+        check_columns(test, _required(recipe, "test"), f"CSV file {test_path}")
+        test = _check_ids(test, data.id_column, test_name, unique=recipe.task != "segmentation")
+        test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
+
+    classes = None
+    if recipe.task == "multiclass":
+        train["__label"], classes = _multiclass(train, data, train_name)
+    parts = [_part(recipe, train, "train", train_name)]
+    if test is not None and len(test):
+        parts.append(_part(recipe, test, "test", test_name))
+
+    paths = [p for part in parts for p in part["path"]]
+    mask_paths = parts[0]["mask_path"].tolist() if "mask_path" in parts[0] else []
+    _check_files_exist(paths + mask_paths, root)
+
+    sizes = _parallel(image_size, paths)
+    if mask_paths:
+        mask_sizes = _parallel(image_size, mask_paths)
+        for image, mask, size, msize in zip(
+            parts[0]["path"], mask_paths, sizes[: len(mask_paths)], mask_sizes, strict=True
+        ):
+            if size != msize:
+                raise MedalsError(
+                    f"mask {mask} is {msize[0]}x{msize[1]} but its image {image} is {size[0]}x{size[1]}"
+                )
+        if not data.mask_column:
+            parts[0]["has_mask"] = np.array(_parallel(_has_mask_file, mask_paths), dtype=np.int64)
+
+    table = pd.concat(parts, ignore_index=True)
+    table["height"] = np.array([s[0] for s in sizes], dtype=np.int64)
+    table["width"] = np.array([s[1] for s in sizes], dtype=np.int64)
+
+    if data.meta:
+        test_paths = parts[1]["path"].tolist() if len(parts) > 1 else None
+        train_feats, test_feats = meta_features(
+            train,
+            test if len(parts) > 1 else None,
+            data.meta,
+            parts[0]["path"].tolist(),
+            test_paths,
+            train_name=f"CSV file {train_name}",
+            test_name=f"CSV file {test_name}",
+        )
+        feats = pd.concat([train_feats, test_feats], ignore_index=True)
+        table = pd.concat([table, feats.reset_index(drop=True)], axis=1)
+
+    front = ["id", "split", "path", "height", "width"]
+    table = table[front + [c for c in table.columns if c not in front]]
+    table.attrs["classes"] = resolved_classes(recipe) if classes is None else classes
+    return table

@@ -1,0 +1,95 @@
+"""Run a model over a loader with optional dihedral TTA and return probabilities in dataset order."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from medals.infer.tta import apply_view, invert_view, views_for
+from medals.infer.tta import merge as merge_views
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting, or None for fp32. CPU always runs fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in _DTYPES:
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    return _DTYPES[precision]
+
+
+def activation(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Probabilities from logits: softmax over classes for multiclass, sigmoid otherwise."""
+    logits = logits.float()
+    if task == "multiclass":
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits)
+
+
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    task: str,
+    tta: int = 1,
+    merge: str = "mean",
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Probabilities for every dataset row: [N, K] for classification, [N, H, W] for segmentation.
+
+    Row r of the result belongs to the dataset's row r (placed by batch["index"]), whatever the
+    loader's order. Segmentation outputs are mapped back from each view before merging.
+    """
+    device = torch.device(device)
+    views = views_for(tta)
+    segment = task == "segmentation"
+    dtype = autocast_dtype(precision, device)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.eval()
+
+    total = len(loader.dataset)
+    out: np.ndarray | None = None
+    seen = np.zeros(total, dtype=bool)
+    with torch.inference_mode():
+        for batch in loader:
+            image = batch["image"].to(device, non_blocking=True)
+            meta = batch.get("meta")
+            if meta is not None:
+                meta = meta.to(device, non_blocking=True)
+            per_view = []
+            for view in views:
+                x = apply_view(image, view)
+                if channels_last:  # a transposed view is no longer channels_last-contiguous
+                    x = x.contiguous(memory_format=torch.channels_last)
+                ctx = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+                with ctx:
+                    logits = model(x, meta) if meta is not None else model(x)
+                probs = activation(logits, task)
+                if segment:
+                    probs = invert_view(probs, view)
+                per_view.append(probs)
+            probs = merge_views(per_view, merge)
+            if segment:
+                probs = probs[:, 0] if probs.ndim == 4 else probs
+            probs_np = probs.cpu().numpy().astype(np.float32, copy=False)
+            index = np.asarray(batch["index"], dtype=np.int64).reshape(-1)
+            if out is None:
+                out = np.zeros((total, *probs_np.shape[1:]), dtype=np.float32)
+            out[index] = probs_np
+            seen[index] = True
+
+    if out is None or not seen.all():
+        # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
+        raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")
+    return out

@@ -1,0 +1,169 @@
+"""Losses by name, and weighted sums of them built from the recipe's loss terms.
+
+A loss factory takes the task and the term's params and returns fn(logits, batch) -> scalar.
+Recipes can add losses with `@register_loss("name")`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medals.config import LossTerm
+from medals.errors import MedalsError
+
+LossFn = Callable[[Tensor, dict], Tensor]
+LossFactory = Callable[..., LossFn]
+
+LOSSES: dict[str, LossFactory] = {}
+
+DEFAULT_TERMS: dict[str, list[LossTerm]] = {
+    "multiclass": [LossTerm(name="ce")],
+    "multilabel": [LossTerm(name="bce")],
+    "segmentation": [LossTerm(name="bce"), LossTerm(name="dice")],
+}
+
+
+def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
+    """Decorator: register factory(task, **params) -> fn(logits, batch) under `name`."""
+
+    def decorate(factory: LossFactory) -> LossFactory:
+        LOSSES[name] = factory
+        return factory
+
+    return decorate
+
+
+def binary_pair(logits: Tensor, batch: dict, task: str) -> tuple[Tensor, Tensor]:
+    """(logits, float targets) of the same shape for per-element sigmoid losses.
+
+    Segmentation: the mask. Multilabel: multi-hot [B, K]. A [B] or [B, 1] logit: binary targets.
+    Integer class targets with K > 1 logits become one-hot.
+    """
+    if task == "segmentation":
+        target = batch["mask"]
+    else:
+        target = batch["target"]
+        if logits.ndim == 2 and logits.shape[1] > 1 and target.ndim == 1:
+            target = F.one_hot(target.long(), logits.shape[1])
+    target = target.to(logits.dtype)
+    if target.shape != logits.shape and target.numel() == logits.numel():
+        target = target.reshape(logits.shape)  # [B] targets for a [B, 1] logit
+    if target.shape != logits.shape:
+        raise ValueError(f"targets of shape {tuple(target.shape)} do not fit logits {tuple(logits.shape)}")
+    return logits, target
+
+
+@register_loss("ce")
+def cross_entropy(task: str, label_smoothing: float = 0.0) -> LossFn:
+    if task != "multiclass":
+        raise MedalsError(f"loss 'ce' needs task multiclass, not {task!r}")
+
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        return F.cross_entropy(logits, batch["target"].long(), label_smoothing=label_smoothing)
+
+    return fn
+
+
+@register_loss("bce")
+def binary_cross_entropy(task: str, pos_weight: float | None = None) -> LossFn:
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        x, t = binary_pair(logits, batch, task)
+        weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=x.dtype, device=x.device)
+        return F.binary_cross_entropy_with_logits(x, t, pos_weight=weight)
+
+    return fn
+
+
+@register_loss("focal")
+def focal(task: str, gamma: float = 2.0, alpha: float | None = None, reduction: str = "mean") -> LossFn:
+    """Binary focal loss (Lin 2017) per element: BCE * (1 - p_t)^gamma, optionally alpha-weighted.
+
+    reduction "mean": mean over all elements; "sum_classes": sum over classes (or pixels), mean over batch.
+    """
+    if reduction not in ("mean", "sum_classes"):
+        raise MedalsError(f"loss 'focal' param reduction {reduction!r} must be 'mean' or 'sum_classes'")
+
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        x, t = binary_pair(logits, batch, task)
+        bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p = torch.sigmoid(x)
+        p_t = p * t + (1 - p) * (1 - t)
+        loss = bce * (1 - p_t).pow(gamma)
+        if alpha is not None:
+            loss = loss * (alpha * t + (1 - alpha) * (1 - t))
+        if reduction == "sum_classes" and loss.ndim > 1:
+            return loss.flatten(1).sum(1).mean()
+        return loss.mean()
+
+    return fn
+
+
+@register_loss("dice")
+def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
+    """1 - mean over images of (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), p = sigmoid(logits).
+
+    squared=True uses sum(p^2) + sum(t^2) in the denominator (the V-Net form).
+    """
+
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        x, t = binary_pair(logits, batch, task)
+        p = torch.sigmoid(x.float()).flatten(1) if x.ndim > 1 else torch.sigmoid(x.float())[:, None]
+        t = t.float().reshape(p.shape)
+        inter = (p * t).sum(1)
+        denom = (p * p).sum(1) + (t * t).sum(1) if squared else p.sum(1) + t.sum(1)
+        dice = (2 * inter + smooth) / (denom + smooth)
+        return 1 - dice.mean()
+
+    return fn
+
+
+class LossSum:
+    """Weighted sum of named loss terms; `parts` holds the last detached value of each term."""
+
+    def __init__(self, terms: list[tuple[str, float, LossFn]]) -> None:
+        self.terms = terms
+        self.parts: dict[str, float] = {}
+
+    def __call__(self, logits: Tensor, batch: dict) -> Tensor:
+        total: Tensor | None = None
+        for name, weight, fn in self.terms:
+            value = fn(logits, batch)
+            self.parts[name] = float(value.detach())
+            total = weight * value if total is None else total + weight * value
+        assert total is not None
+        return total
+
+
+def _make_term(term: LossTerm, index: int, task: str) -> LossFn:
+    factory = LOSSES.get(term.name)
+    if factory is None:
+        raise MedalsError(
+            f"loss[{index}].name {term.name!r} is not a known loss; known: {', '.join(sorted(LOSSES))}"
+        )
+    accepted = [p for p in inspect.signature(factory).parameters if p != "task"]
+    unknown = sorted(set(term.params) - set(accepted))
+    if unknown:
+        raise MedalsError(
+            f"loss[{index}] ({term.name}) has unknown param {unknown[0]!r}; accepted: {', '.join(accepted) or 'none'}"
+        )
+    params: dict[str, Any] = dict(term.params)
+    return factory(task, **params)
+
+
+def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
+    """fn(logits, batch) -> scalar: the weighted sum of `terms`, or the task default when None."""
+    if terms is None:
+        terms = DEFAULT_TERMS[task]
+    if not terms:
+        raise MedalsError("loss must list at least one term")
+    built = []
+    for i, term in enumerate(terms):
+        name = term.name if sum(t.name == term.name for t in terms) == 1 else f"{term.name}_{i}"
+        built.append((name, term.weight, _make_term(term, i, task)))
+    return LossSum(built)

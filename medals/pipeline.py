@@ -1,0 +1,117 @@
+"""Runs stages in order, skipping those already done for the same resolved config.
+
+Each stage leaves a stamp (stages/<name>.json) with the digest of the config sections it reads and
+whether it finished. A finished stamp with the same digest means "skip"; a different digest means the
+stage's old outputs are stale and the stage runs again from scratch. An unfinished stamp with the same
+digest means the stage was interrupted: it runs again, and training resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+
+from medals.config import Recipe, dump_recipe
+from medals.errors import MedalsError
+from medals.files import read_json, write_json, write_text
+from medals.layout import RunLayout
+from medals.stages.common import say
+
+STAGES = ("prepare", "split", "train", "evaluate", "predict", "submit")
+
+# Config sections each stage's output depends on (directly or through earlier stages).
+_INPUTS = {
+    "prepare": ("task", "data"),
+    "split": ("task", "data", "split", "seed"),
+    "train": ("task", "data", "split", "seed", "model", "loss", "train"),
+    "evaluate": ("task", "data", "split", "seed", "model", "loss", "train", "infer"),
+    "predict": ("task", "data", "split", "seed", "model", "loss", "train", "infer"),
+    "submit": ("task", "data", "split", "seed", "model", "loss", "train", "infer", "submit"),
+}
+
+_NEUTRAL = ("progress", "num_workers")
+
+
+def stage_digest(recipe: Recipe, stage: str) -> str:
+    dumped = recipe.model_dump(mode="json")
+    payload = {name: dumped[name] for name in _INPUTS[stage]}
+    payload["data_root"] = str(recipe.data_root)
+    if "train" in payload:
+        # Progress bars and loader workers change nothing in the results.
+        payload["train"] = {k: v for k, v in payload["train"].items() if k not in _NEUTRAL}
+        if stage == "train":
+            # Folds may be trained as separate jobs (train.folds=[k]): each fold keeps its own
+            # checkpoints, so choosing folds must not invalidate the others.
+            payload["train"].pop("folds")
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stamp(layout: RunLayout, stage: str):
+    return layout.stamps / f"{stage}.json"
+
+
+def stage_state(recipe: Recipe, layout: RunLayout, stage: str) -> str:
+    """'done', 'interrupted', 'stale' or 'new'."""
+    path = _stamp(layout, stage)
+    if not path.exists():
+        return "new"
+    stamp = read_json(path)
+    if stamp.get("digest") != stage_digest(recipe, stage):
+        return "stale"
+    return "done" if stamp.get("done") else "interrupted"
+
+
+def _run_stage(recipe: Recipe, layout: RunLayout, stage: str, device) -> None:
+    from medals.stages.evaluate import run_evaluate
+    from medals.stages.predict import run_predict
+    from medals.stages.prepare import run_prepare
+    from medals.stages.split import run_split
+    from medals.stages.submit import run_submit
+    from medals.stages.train import run_train
+
+    actions: dict[str, Callable[[], object]] = {
+        "prepare": lambda: run_prepare(recipe, layout),
+        "split": lambda: run_split(recipe, layout),
+        "train": lambda: run_train(recipe, layout, device),
+        "evaluate": lambda: run_evaluate(recipe, layout, device),
+        "predict": lambda: run_predict(recipe, layout, device),
+        "submit": lambda: run_submit(recipe, layout),
+    }
+    actions[stage]()
+
+
+def run_stages(
+    recipe: Recipe,
+    stages: Iterable[str],
+    device,
+    force: Iterable[str] = (),
+) -> RunLayout:
+    """Run the given stages in pipeline order; skip finished ones unless forced."""
+    from medals.stages.train import clear_train
+
+    force = set(force)
+    unknown = force - set(STAGES)
+    if unknown:
+        raise MedalsError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
+    layout = RunLayout(recipe.run_path)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_text(layout.config, dump_recipe(recipe))
+    wanted = set(stages)
+    for stage in STAGES:
+        if stage not in wanted:
+            continue
+        state = stage_state(recipe, layout, stage)
+        # Training is never skipped wholesale: each fold skips itself when its final.pt exists,
+        # so a run that asks for more folds than before trains just the missing ones.
+        if state == "done" and stage not in force and stage != "train":
+            say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
+            continue
+        if stage == "train" and (state == "stale" or stage in force):
+            clear_train(recipe, layout)
+        digest = stage_digest(recipe, stage)
+        write_json(_stamp(layout, stage), {"digest": digest, "done": False})
+        _run_stage(recipe, layout, stage, device)
+        write_json(_stamp(layout, stage), {"digest": digest, "done": True})
+    return layout

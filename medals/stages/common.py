@@ -1,0 +1,145 @@
+"""What several stages share: reading earlier stages' files, devices, loaders and fold models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medals.config import Recipe
+from medals.errors import MedalsError
+from medals.files import read_json
+from medals.layout import RunLayout
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MedalsError(f"device '{name}' was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def require(path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise MedalsError(f"{path} does not exist: run `medals {stage}` for this recipe first")
+    return path
+
+
+def read_table(layout: RunLayout) -> pd.DataFrame:
+    return pd.read_parquet(require(layout.table, "prepare"))
+
+
+def read_labels(layout: RunLayout) -> dict:
+    return read_json(require(layout.labels, "prepare"))
+
+
+def train_rows_with_folds(layout: RunLayout) -> pd.DataFrame:
+    table = read_table(layout)
+    folds = pd.read_parquet(require(layout.folds, "split"))
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    return train.merge(folds[["id", "fold"]], on="id", how="inner", validate="one_to_one")
+
+
+def train_rows(layout: RunLayout) -> pd.DataFrame:
+    table = read_table(layout)
+    return table[table["split"] == "train"].reset_index(drop=True)
+
+
+def test_rows(layout: RunLayout) -> pd.DataFrame:
+    table = read_table(layout)
+    return table[table["split"] == "test"].reset_index(drop=True)
+
+
+def fold_ids(recipe: Recipe) -> list[int]:
+    folds = recipe.train.folds
+    if folds is None:
+        return list(range(recipe.split.n_folds))
+    bad = [fold for fold in folds if not 0 <= fold < recipe.split.n_folds]
+    if bad:
+        raise MedalsError(f"train.folds has {bad[0]}, outside 0..{recipe.split.n_folds - 1}")
+    return list(folds)
+
+
+def positive_index(recipe: Recipe, classes: list[str] | None) -> int | None:
+    """Index of submit.target_class in the class list (multiclass AUC and probability submissions)."""
+    target = recipe.submit.target_class
+    if target is None or recipe.task != "multiclass":
+        return None
+    if isinstance(target, int):
+        return target
+    if classes is None or target not in classes:
+        raise MedalsError(f"submit.target_class '{target}' is not one of the classes {classes}")
+    return classes.index(target)
+
+
+def make_eval_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool):
+    from medals.data.augment_cpu import build_transform
+    from medals.data.dataset import ImageDataset, make_loader
+
+    transform = build_transform(
+        recipe.train.augment,
+        recipe.train.image_size,
+        train=False,
+        task=recipe.task,
+        mean=recipe.train.mean,
+        std=recipe.train.std,
+    )
+    dataset = ImageDataset(
+        rows,
+        recipe.task,
+        num_classes,
+        transform,
+        recipe.model.in_chans,
+        rle_format=recipe.data.rle_format,
+        with_target=with_target,
+    )
+    batch = recipe.infer.batch_size or recipe.train.batch_size
+    return make_loader(dataset, batch, shuffle=False, num_workers=recipe.train.num_workers, seed=recipe.seed)
+
+
+def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: int, n_meta: int, device):
+    from medals.models.factory import create_model
+    from medals.train.checkpoint import load_model_weights
+
+    path = layout.checkpoint(fold, recipe.infer.checkpoint)
+    if not path.exists():
+        raise MedalsError(
+            f"checkpoint {path} does not exist: train fold {fold} first "
+            f"(or set infer.checkpoint to one of the saved names)"
+        )
+    model = create_model(recipe, num_classes, n_meta=n_meta)
+    load_model_weights(model, path)
+    return model.to(device)
+
+
+def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
+    from medals.infer.predict import predict
+
+    loader = make_eval_loader(recipe, rows, num_classes, with_target)
+    return predict(
+        model,
+        loader,
+        recipe.task,
+        tta=recipe.infer.tta,
+        merge=recipe.infer.merge,
+        device=device,
+        precision=recipe.train.precision,
+        channels_last=recipe.train.channels_last,
+    )
+
+
+def prob_columns(num_classes: int) -> list[str]:
+    return [f"p_{k}" for k in range(num_classes)]
+
+
+def prob_frame(ids: pd.Series, probs: np.ndarray, num_classes: int) -> pd.DataFrame:
+    frame = pd.DataFrame(probs.astype(np.float32), columns=prob_columns(num_classes))
+    frame.insert(0, "id", ids.astype(str).to_numpy())
+    return frame

@@ -1,0 +1,79 @@
+"""evaluate: out-of-fold predictions with TTA, metrics per fold and pooled -> oof.parquet, metrics.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medals.config import Recipe
+from medals.data.dataset import meta_columns
+from medals.files import write_json, write_npy, write_parquet
+from medals.layout import RunLayout
+from medals.metrics import task_metrics
+from medals.stages.common import (
+    fold_ids,
+    load_fold_model,
+    positive_index,
+    predict_rows,
+    prob_frame,
+    read_labels,
+    say,
+    train_rows_with_folds,
+)
+from medals.stages.truth import class_truth, mask_truth
+
+
+def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
+    rows = train_rows_with_folds(layout)
+    labels = read_labels(layout)
+    num_classes = labels["num_classes"]
+    positive = positive_index(recipe, labels["classes"])
+    n_meta = len(meta_columns(rows))
+    frames, masks, per_fold = [], [], {}
+    for fold in fold_ids(recipe):
+        val = rows[rows["fold"] == fold].reset_index(drop=True)
+        model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
+        probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
+        truth = _truth(recipe, val, num_classes)
+        per_fold[fold] = task_metrics(recipe.task, truth, probs, positive=positive)
+        say(f"evaluate: fold {fold}: {_fmt(per_fold[fold])}")
+        frame = _oof_frame(recipe, val, probs, num_classes)
+        frame.insert(1, "fold", fold)
+        frames.append(frame)
+        if recipe.task == "segmentation":
+            masks.append(probs.astype(np.float16))
+    oof = pd.concat(frames, ignore_index=True)
+    pooled = _pooled_metrics(recipe, rows, oof, masks, num_classes, positive)
+    say(f"evaluate: pooled OOF ({len(oof)} images, tta {recipe.infer.tta}): {_fmt(pooled)}")
+    write_parquet(layout.oof, oof)
+    if masks:
+        write_npy(layout.oof_masks, np.concatenate(masks))
+    report = {"folds": {str(k): v for k, v in per_fold.items()}, "pooled": pooled}
+    write_json(layout.metrics, report)
+    return report
+
+
+def _truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
+    if recipe.task == "segmentation":
+        return mask_truth(recipe, rows)
+    return class_truth(recipe, rows, num_classes)
+
+
+def _oof_frame(recipe: Recipe, rows: pd.DataFrame, probs: np.ndarray, num_classes: int) -> pd.DataFrame:
+    if recipe.task != "segmentation":
+        return prob_frame(rows["id"], probs, num_classes)
+    return pd.DataFrame({"id": rows["id"].astype(str), "p_max": probs.reshape(len(probs), -1).max(axis=1)})
+
+
+def _pooled_metrics(recipe, rows, oof, masks, num_classes, positive) -> dict:
+    ordered = rows.set_index("id").loc[oof["id"]].reset_index()
+    truth = _truth(recipe, ordered, num_classes)
+    if recipe.task == "segmentation":
+        probs = np.concatenate(masks).astype(np.float32)
+    else:
+        probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
+    return task_metrics(recipe.task, truth, probs, positive=positive)
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(f"{key} {value:.4f}" for key, value in metrics.items())

@@ -1,0 +1,48 @@
+"""predict: test predictions with TTA per fold, then their mean over folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medals.config import Recipe
+from medals.data.dataset import meta_columns
+from medals.errors import MedalsError
+from medals.files import write_npy, write_parquet
+from medals.layout import RunLayout
+from medals.stages.common import (
+    fold_ids,
+    load_fold_model,
+    predict_rows,
+    prob_frame,
+    read_labels,
+    say,
+    test_rows,
+)
+
+
+def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
+    rows = test_rows(layout)
+    if rows.empty:
+        raise MedalsError(f"{recipe.data.test_csv}: there are no test images to predict")
+    num_classes = read_labels(layout)["num_classes"]
+    n_meta = len(meta_columns(rows))
+    ids = rows["id"].astype(str)
+    outputs = []
+    for fold in fold_ids(recipe):
+        model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
+        probs = predict_rows(recipe, model, rows, num_classes, device, with_target=False)
+        _write(recipe, ids, probs, num_classes, layout.fold_test_predictions(fold), layout.fold_test_masks(fold))
+        outputs.append(probs)
+        say(f"predict: fold {fold}: {len(rows)} test images")
+    mean = np.mean(outputs, axis=0)
+    _write(recipe, ids, mean, num_classes, layout.test_predictions, layout.test_masks)
+    say(f"predict: mean of {len(outputs)} folds -> {layout.test_predictions}")
+
+
+def _write(recipe: Recipe, ids: pd.Series, probs: np.ndarray, num_classes: int, table_path, masks_path) -> None:
+    if recipe.task == "segmentation":
+        write_npy(masks_path, probs.astype(np.float16))
+        write_parquet(table_path, pd.DataFrame({"id": ids.to_numpy()}))
+    else:
+        write_parquet(table_path, prob_frame(ids, probs, num_classes))

@@ -1,0 +1,25 @@
+"""prepare: competition CSVs and images -> table.parquet (+ labels.json, optional resized cache)."""
+
+from __future__ import annotations
+
+from medals.config import Recipe
+from medals.files import write_json, write_parquet
+from medals.layout import RunLayout
+from medals.stages.common import say
+
+
+def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
+    from medals.data.table import build_table, resolved_classes
+
+    table = build_table(recipe)
+    classes = resolved_classes(recipe, table)
+    num_classes = 1 if recipe.task == "segmentation" else (recipe.data.num_classes or len(classes or []))
+    if recipe.data.cache_size:
+        from medals.data.cache import build_cache
+
+        say(f"prepare: caching {len(table)} images at {recipe.data.cache_size} px")
+        table = build_cache(table, recipe.data.cache_size, layout.cache_dir)
+    write_json(layout.labels, {"classes": classes, "num_classes": num_classes})
+    write_parquet(layout.table, table)
+    counts = table["split"].value_counts().to_dict()
+    say(f"prepare: {counts.get('train', 0)} train and {counts.get('test', 0)} test images -> {layout.table}")

@@ -1,0 +1,94 @@
+"""submit: post-process test predictions into the competition's file, validated against its sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from medals.config import Recipe
+from medals.errors import MedalsError
+from medals.layout import RunLayout
+from medals.stages.common import positive_index, read_labels, require, say, test_rows, train_rows
+from medals.stages.truth import class_truth
+
+
+def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
+    test = pd.read_parquet(require(layout.test_predictions, "predict"))
+    masks = np.load(layout.test_masks) if recipe.task == "segmentation" else None
+    oof = pd.read_parquet(layout.oof) if layout.oof.exists() else None
+    return write_recipe_submission(recipe, layout, test, masks, oof, layout.root / recipe.submit.file)
+
+
+def write_recipe_submission(
+    recipe: Recipe,
+    layout: RunLayout,
+    test: pd.DataFrame,
+    masks: np.ndarray | None,
+    oof: pd.DataFrame | None,
+    out_path: Path,
+) -> Path:
+    from medals.submit import read_sample, write_submission
+
+    if recipe.data.sample_submission is None:
+        raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
+    sample_path = recipe.data_root / recipe.data.sample_submission
+    sample = read_sample(sample_path)
+    columns = [str(name).strip() for name in sample.columns[:2]]
+    labels = read_labels(layout)
+    kind = recipe.submit_kind
+    if kind == "probability":
+        sub = _probability(recipe, test, labels, columns)
+    elif kind == "multilabel":
+        sub = _multilabel(recipe, layout, test, oof, labels, columns)
+    else:
+        sub = _rle(recipe, layout, test, masks, columns)
+    write_submission(sub, sample_path, out_path)
+    say(f"submit: {len(sub)} rows -> {out_path}")
+    return out_path
+
+
+def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
+    from medals.submit import probability_submission
+
+    index = positive_index(recipe, labels["classes"])
+    if index is None:
+        if labels["num_classes"] != 2:
+            raise MedalsError("submit.target_class must name the class whose probability is submitted")
+        index = 1
+    return probability_submission(test["id"], test[f"p_{index}"].to_numpy(), columns)
+
+
+def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
+    from medals.metrics import search_thresholds
+    from medals.postprocess import multilabel_decisions
+    from medals.submit import multilabel_submission
+
+    num_classes = labels["num_classes"]
+    cols = [f"p_{k}" for k in range(num_classes)]
+    if recipe.submit.threshold == "oof":
+        if oof is None:
+            raise MedalsError("submit.threshold is 'oof' but there are no OOF predictions: run `medals evaluate`")
+        train = train_rows(layout).set_index("id").loc[oof["id"]].reset_index()
+        truth = class_truth(recipe, train, num_classes)
+        thresholds = search_thresholds(truth, oof[cols].to_numpy())
+        say("submit: per-class thresholds " + " ".join(f"{t:.2f}" for t in thresholds))
+    else:
+        thresholds = np.full(num_classes, float(recipe.submit.threshold))
+    decisions = multilabel_decisions(test[cols].to_numpy(), thresholds, recipe.submit.always_top1)
+    return multilabel_submission(test["id"], decisions, columns)
+
+
+def _rle(recipe, layout, test, masks, columns) -> pd.DataFrame:
+    from medals.postprocess import threshold_masks
+    from medals.submit import rle_submission
+
+    sizes = test_rows(layout).set_index("id").loc[test["id"], ["height", "width"]].to_numpy()
+    full = []
+    for probs, (height, width) in zip(masks, sizes, strict=True):
+        # Upsample probabilities, not decisions, so the mask edge is placed at full resolution.
+        up = cv2.resize(probs.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+        full.append(threshold_masks(up[None], recipe.submit.pixel_threshold, recipe.submit.min_area)[0])
+    return rle_submission(test["id"], full, columns, recipe.data.rle_format)

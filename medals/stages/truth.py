@@ -1,0 +1,42 @@
+"""Ground truth of training rows in the shape the metrics take."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medals.config import Recipe
+
+
+def multi_hot(labels: pd.Series, num_classes: int) -> np.ndarray:
+    out = np.zeros((len(labels), num_classes), dtype=np.uint8)
+    for row, text in enumerate(labels.fillna("").astype(str)):
+        for token in text.split():
+            out[row, int(token)] = 1
+    return out
+
+
+def class_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
+    if recipe.task == "multiclass":
+        return rows["label"].to_numpy(dtype=np.int64)
+    return multi_hot(rows["labels"], num_classes)
+
+
+def mask_truth(recipe: Recipe, rows: pd.DataFrame) -> np.ndarray:
+    """Masks at network resolution, resized the way the validation transform resizes them."""
+    import cv2
+
+    from medals.data.io import read_mask
+    from medals.rle import decode_many
+
+    size = recipe.train.image_size
+    masks = np.zeros((len(rows), size, size), dtype=bool)
+    for row, item in enumerate(rows.itertuples(index=False)):
+        mask_path = getattr(item, "mask_path", None)
+        if isinstance(mask_path, str) and mask_path:
+            full = read_mask(mask_path)
+        else:
+            full = decode_many(item.rle, (int(item.height), int(item.width)), recipe.data.rle_format)
+        small = cv2.resize(full.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+        masks[row] = small > 0
+    return masks
