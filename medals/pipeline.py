@@ -97,7 +97,9 @@ def run_stages(
         raise MedalsError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
     layout = RunLayout(recipe.run_path)
     layout.root.mkdir(parents=True, exist_ok=True)
-    write_text(layout.config, dump_recipe(recipe))
+    resolved = dump_recipe(recipe)
+    if not layout.config.exists() or layout.config.read_text() != resolved:
+        write_text(layout.config, resolved)
     wanted = set(stages)
     for stage in STAGES:
         if stage not in wanted:
@@ -111,7 +113,9 @@ def run_stages(
         if stage == "train" and (state == "stale" or stage in force):
             clear_train(recipe, layout)
         digest = stage_digest(recipe, stage)
-        write_json(_stamp(layout, stage), {"digest": digest, "done": False})
+        if state != "done":
+            write_json(_stamp(layout, stage), {"digest": digest, "done": False})
         _run_stage(recipe, layout, stage, device)
-        write_json(_stamp(layout, stage), {"digest": digest, "done": True})
+        if state != "done":
+            write_json(_stamp(layout, stage), {"digest": digest, "done": True})
     return layout

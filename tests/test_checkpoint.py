@@ -84,7 +84,9 @@ def test_rng_states_restored(tmp_path):
 
 def test_weights_only_file_into_a_fresh_model(tmp_path):
     model = _net(0).to(memory_format=torch.channels_last)
-    save_checkpoint(tmp_path / "best.pt", model, None, None, epoch=2, best={"best": 0.9}, metrics={"auc": 0.9})
+    save_checkpoint(
+        tmp_path / "best.pt", model, None, None, epoch=2, best={"best": 0.9}, metrics={"auc": 0.9}
+    )
     payload = torch.load(tmp_path / "best.pt", weights_only=True)
     assert "optimizer" not in payload and "rng" not in payload and payload["metrics"] == {"auc": 0.9}
     # Stored in the default layout, whatever the training layout was.

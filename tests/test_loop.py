@@ -50,6 +50,16 @@ def _base_table(paths: list[str]) -> pd.DataFrame:
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine: one thread avoids OpenMP spin-waiting (100x slower
+    # when another process holds the other core).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def multiclass_table(tmp_path_factory) -> pd.DataFrame:
     root = tmp_path_factory.mktemp("images")
@@ -112,8 +122,10 @@ def test_training_writes_checkpoints_and_log(reference, multiclass_table):
     assert "optimizer" not in final and "optimizer" in last and "rng" in last
     assert all(torch.equal(final["model"][k], last["model"][k]) for k in final["model"])
     assert final["info"]["num_classes"] == 3 and final["info"]["n_meta"] == 0
-    # 5 optimizer steps per epoch.
+    # 5 optimizer steps per epoch, the lr set per step: the last step ran at the schedule's last lr.
     assert max(s["step"] for s in last["optimizer"]["state"].values()) == 15
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(schedule.lr_at(2, 4))
+    assert schedule.lr_at(2, 4) == pytest.approx(1e-4)
 
 
 def test_finished_fold_is_not_trained_again(reference, multiclass_table):
@@ -152,6 +164,7 @@ def test_killed_run_resumes_where_it_stopped(reference, multiclass_table, tmp_pa
     fold_dir = tmp_path / "fold0"
     command = [sys.executable, str(script), str(recipe_file), str(table_file), str(fold_dir)]
     env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    env["OMP_NUM_THREADS"] = "1"
 
     # 5 steps per epoch: step 7 is the second step of epoch 2.
     killed = subprocess.run(command, env={**env, KILL_ENV: "7"}, capture_output=True, text=True)
@@ -211,7 +224,15 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
     )
     result = train_fold(recipe, table, 1, tmp_path / "fold1", num_classes=3)
     log = pd.read_csv(tmp_path / "fold1" / "log.csv")
-    assert list(log.columns) == ["epoch", "lr", "train_loss", "val_loss", "f1_macro", "f1_macro_05", "seconds"]
+    assert list(log.columns) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "val_loss",
+        "f1_macro",
+        "f1_macro_05",
+        "seconds",
+    ]
     assert 0.0 <= result["f1_macro"] <= 1.0 and math.isfinite(result["val_loss"])
     low = load_checkpoint(tmp_path / "fold1" / "low_loss.pt")
     assert low["epoch"] == int(log["val_loss"].idxmin()) + 1
@@ -263,5 +284,22 @@ def test_segmentation_smoke(tmp_path):
     )
     result = train_fold(recipe, table, 0, tmp_path / "fold0")
     assert 0.0 <= result["dice"] <= 1.0 and math.isfinite(result["val_loss"])
-    assert sorted(p.name for p in (tmp_path / "fold0").iterdir()) == ["best.pt", "final.pt", "last.pt", "log.csv"]
+    assert sorted(p.name for p in (tmp_path / "fold0").iterdir()) == [
+        "best.pt",
+        "final.pt",
+        "last.pt",
+        "log.csv",
+    ]
     assert load_checkpoint(tmp_path / "fold0" / "final.pt")["info"]["num_classes"] == 1
+
+
+def test_mixed_precision_path_runs(multiclass_table, tmp_path, monkeypatch):
+    # No GPU here: drive the autocast + GradScaler + unscale-before-clip path with CPU bf16 instead.
+    import medals.train.loop as loop
+
+    monkeypatch.setattr(loop, "resolve_precision", lambda precision, device: (torch.bfloat16, True))
+    recipe = _multiclass_recipe(epochs=1, clip_grad=0.5, channels_last=True, precision="bf16")
+    result = train_fold(recipe, multiclass_table, 1, tmp_path / "fold1", num_classes=3)
+    assert math.isfinite(result["train_loss"]) and math.isfinite(result["val_loss"])
+    last = load_checkpoint(tmp_path / "fold1" / "last.pt")
+    assert last["scaler"]["scale"] > 0  # the scaler's state is part of the resume point

@@ -146,6 +146,9 @@ def test_weights_by_name_round_trip(resnet_file):
     torch.testing.assert_close(model.features(x), pooled(full, x))
     random_init = create_model(recipe(backbone="resnet18"), 3).eval()
     assert not torch.allclose(random_init.features(x), pooled(full, x))
+    # init_weights=False: the file is not read (rebuilding a model before loading its checkpoint).
+    bare = create_model(recipe(backbone="resnet18", weights="/nowhere/absent.pth"), 3, init_weights=False)
+    assert not torch.equal(bare.backbone.conv1.weight, full.conv1.weight)
 
 
 def test_weights_by_position_round_trip(resnet_file, tmp_path):

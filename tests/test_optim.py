@@ -11,7 +11,11 @@ from medals.train.optim import build_optimizer, param_groups
 def _net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.Flatten(), nn.LayerNorm(4 * 6 * 6), nn.Linear(144, 2)
+        nn.Conv2d(3, 4, 3, bias=True),
+        nn.BatchNorm2d(4),
+        nn.Flatten(),
+        nn.LayerNorm(4 * 6 * 6),
+        nn.Linear(144, 2),
     )
 
 
@@ -30,7 +34,13 @@ def test_groups_split_weights_from_biases_and_norms():
     decay, no_decay = param_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(names[id(p)] for p in decay["params"]) == ["0.weight", "4.weight"]
-    assert sorted(names[id(p)] for p in no_decay["params"]) == ["1.bias", "1.weight", "3.bias", "3.weight", "4.bias"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == [
+        "1.bias",
+        "1.weight",
+        "3.bias",
+        "3.weight",
+        "4.bias",
+    ]
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
 
 

@@ -29,7 +29,7 @@ def test_warmup_cosine_endpoints_and_shape():
     warmup = 6  # 1.5 epochs x 4 steps
     # Warmup starts near zero and rises linearly up to the peak.
     assert lrs[0] == pytest.approx(1e-3 / (warmup + 1))
-    assert all(b > a for a, b in zip(lrs[:warmup + 1], lrs[1 : warmup + 1], strict=False))
+    assert all(b > a for a, b in zip(lrs[: warmup + 1], lrs[1 : warmup + 1], strict=False))
     assert lrs[warmup] == pytest.approx(1e-3)
     assert max(lrs) == pytest.approx(1e-3)
     # Cosine decays monotonically to exactly min_lr at the last step.

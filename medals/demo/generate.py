@@ -75,6 +75,7 @@ def _decimal_ids(rng: np.random.Generator, n: int, digits: int) -> list[str]:
 
 SITES = ("torso", "lower extremity", "upper extremity", "head/neck", "palms/soles", "oral/genital")
 SITE_P = (0.5, 0.25, 0.15, 0.06, 0.02, 0.02)
+MELANOMA_SHARE = 0.25
 
 # Lesion look per diagnosis: radius range (fraction of the side), outline wobble, RGB colour.
 # Melanoma is large, irregular, dark and multi-coloured; nevi small, round, uniform brown.
@@ -95,6 +96,8 @@ def skin_image(rng: np.random.Generator, size: int, diagnosis: str) -> np.ndarra
     image += 7 * _smooth_noise(rng, size, 6)[..., None]  # uneven skin colour
     image += rng.normal(0, 4, (size, size, 3)).astype(np.float32)  # grain
 
+    if diagnosis == "melanoma" and rng.random() < 0.1:
+        diagnosis = "unknown"  # an atypical melanoma that looks benign, so the AUC is not trivially 1
     (r_lo, r_hi), wobble, colour = LESIONS[diagnosis]
     radius = rng.uniform(r_lo, r_hi) * size
     cy, cx = size * (0.5 + rng.uniform(-0.08, 0.08, 2))
@@ -134,8 +137,10 @@ def skin_image(rng: np.random.Generator, size: int, diagnosis: str) -> np.ndarra
 
 
 def _melanoma_rows(rng: np.random.Generator, n: int, patient_ids: list[str]) -> pd.DataFrame:
-    """Metadata and diagnoses; older patients have more melanoma (a weak meta signal)."""
+    """Metadata and diagnoses: MELANOMA_SHARE of the images are melanoma, more often in older
+    patients (a weak meta signal); several images per patient."""
     rows = []
+    ages = []
     patient = 0
     while len(rows) < n:
         pid = patient_ids[patient]
@@ -143,17 +148,17 @@ def _melanoma_rows(rng: np.random.Generator, n: int, patient_ids: list[str]) -> 
         sex = rng.choice(["male", "female"]) if rng.random() > 0.02 else None
         age = float(rng.integers(4, 18) * 5)  # 20 .. 85, like age_approx
         for _ in range(min(1 + int(rng.poisson(3)), n - len(rows))):
-            p_mel = 1 / (1 + np.exp(-(-1.35 + 0.045 * (age - 50))))
-            if rng.random() < p_mel:
-                diagnosis = "melanoma"
-            else:
-                diagnosis = str(rng.choice(["nevus", "unknown", "BKL"], p=[0.5, 0.3, 0.2]))
             site = str(rng.choice(SITES, p=SITE_P)) if rng.random() > 0.08 else None
-            rows.append((pid, sex, age if rng.random() > 0.01 else None, site, diagnosis))
-    frame = pd.DataFrame(
-        rows, columns=["patient_id", "sex", "age_approx", "anatom_site_general_challenge", "diagnosis"]
-    )
+            rows.append((pid, sex, age if rng.random() > 0.01 else None, site))
+            ages.append(age)
+    frame = pd.DataFrame(rows, columns=["patient_id", "sex", "age_approx", "anatom_site_general_challenge"])
     frame["age_approx"] = frame["age_approx"].astype("float64")
+    # The images with the highest age-plus-noise score are the melanomas: an exact share, age-linked.
+    score = 0.045 * (np.array(ages) - 50) + rng.logistic(size=n)
+    melanoma = np.zeros(n, bool)
+    melanoma[np.argsort(-score, kind="stable")[: round(MELANOMA_SHARE * n)]] = True
+    others = rng.choice(["nevus", "unknown", "BKL"], size=n, p=[0.5, 0.3, 0.2])
+    frame["diagnosis"] = np.where(melanoma, "melanoma", others)
     return frame
 
 
@@ -174,7 +179,7 @@ def generate_melanoma(
     for split, frame, folder, offset in ((TRAIN, train, "train", 0), (TEST, test, "test", n_train)):
         frame.insert(0, "image_name", names[offset : offset + len(frame)])
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
-        for index, (name, diagnosis) in enumerate(zip(frame["image_name"], frame["diagnosis"])):
+        for index, (name, diagnosis) in enumerate(zip(frame["image_name"], frame["diagnosis"], strict=True)):
             image = skin_image(_image_rng(seed, split, index), size, diagnosis)
             path = out_dir / folder / f"{name}.jpg"
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -237,7 +242,7 @@ def cell_images(rng: np.random.Generator, size: int, labels: list[int]) -> dict[
 
     blue = nucleus * (0.65 + 0.08 * _smooth_noise(rng, size, 10))
     fibres = np.zeros((size, size), np.uint8)
-    for centre, radius in zip(centres, radii):
+    for centre, radius in zip(centres, radii, strict=True):
         for angle in rng.uniform(0, 2 * np.pi, 14):
             end = centre + 1.2 * radius * np.array([np.sin(angle), np.cos(angle)])
             mid = (centre + end) / 2 + rng.normal(0, 0.15 * radius, 2)
@@ -251,12 +256,12 @@ def cell_images(rng: np.random.Generator, size: int, labels: list[int]) -> dict[
     if 0 in labels:  # nucleoplasm: the nucleus filled
         green += 0.55 * nucleus
     if 1 in labels:  # nuclear membrane: a thin bright ring on the nucleus outline
-        green += 0.9 * np.exp(-(((n_dist - 1) / 0.09) ** 2)) * (q_own < 1)
+        green += 0.9 * np.exp(-(((n_dist - 1) / 0.12) ** 2)) * (q_own < 1)
     if 2 in labels:  # cytosol: an even haze in the cytoplasm
         green += 0.4 * cytoplasm
     if 3 in labels:  # plasma membrane: the cell outline, including where two cells touch
         touching = (order[1] - order[0] < 0.1) & (q_own < 1) if n > 1 else np.zeros_like(cell, bool)
-        green += 0.9 * np.maximum(np.exp(-(((q_own - 0.97) / 0.045) ** 2)), touching)
+        green += 0.9 * np.maximum(np.exp(-(((q_own - 0.96) / 0.06) ** 2)), touching)
     if 4 in labels:  # mitochondria: bright puncta scattered in the cytoplasm
         dots = np.zeros((size, size), np.float32)
         ys, xs = np.nonzero(cytoplasm > 0.5)
@@ -285,7 +290,9 @@ def _hpa_id(rng: np.random.Generator) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def generate_cells(out_dir: Path, n_train: int = 360, n_test: int = 90, size: int = 96, seed: int = 0) -> None:
+def generate_cells(
+    out_dir: Path, n_train: int = 360, n_test: int = 90, size: int = 96, seed: int = 0
+) -> None:
     """HPA-like folder: train.csv (Id, Target), sample_submission.csv (Id, Predicted),
     train/{Id}_{red,green,blue,yellow}.png and test/ likewise (single-channel 8-bit PNGs).
 
@@ -324,7 +331,9 @@ def _lung_distance(
     return np.hypot((xx - cx) / width, (yy - cy) / ay)
 
 
-def chest_case(seed: int, split: int, index: int, size: int, n_regions: int) -> tuple[np.ndarray, np.ndarray, list]:
+def chest_case(
+    seed: int, split: int, index: int, size: int, n_regions: int
+) -> tuple[np.ndarray, np.ndarray, list]:
     """Render one chest film: (uint8 image, bool lung fields, list of bool pneumothorax regions).
 
     ``n_regions`` 0: no pneumothorax; 1: one crescent; 2: one in each lung (two RLE rows).
@@ -362,7 +371,7 @@ def chest_case(seed: int, split: int, index: int, size: int, n_regions: int) -> 
             points = np.array([hilum, mid, end]).round().astype(np.int32)
             cv2.polylines(vessels, [points], False, 255, thickness=1, lineType=cv2.LINE_AA)
     texture = cv2.GaussianBlur(vessels.astype(np.float32) / 255, (0, 0), 0.6)
-    texture += 0.25 * _smooth_noise(rng, size, 24)
+    texture += 0.15 * _smooth_noise(rng, size, 24)
 
     lung_field = np.zeros((size, size), bool)
     air = np.zeros((size, size), np.float32)
@@ -378,7 +387,7 @@ def chest_case(seed: int, split: int, index: int, size: int, n_regions: int) -> 
         if side in sides:
             # The collapsed lung: a smaller lung pulled towards the hilum and the base, leaving a
             # crescent of free air along the lateral wall and the apex.
-            f = rng.uniform(0.5, 0.72)
+            f = rng.uniform(0.45, 0.65)
             cy_c = ly + (1 - f) * lay * 0.8
             cx_c = lx - lateral * (1 - f) * lax * 0.8
             inner = _lung_distance(yy, xx, cy_c, cx_c, f * lay, f * lax, lateral)
@@ -392,7 +401,7 @@ def chest_case(seed: int, split: int, index: int, size: int, n_regions: int) -> 
     # none, bounded by the bright visceral pleural line; the collapsed lung is denser.
     soft = cv2.GaussianBlur(free_air, (0, 0), 0.7)
     image -= air * (75 + 45 * texture * (1 - soft))
-    image -= 45 * soft * air
+    image -= 60 * soft * air
     image += air * (15 * compressed + 45 * np.clip(pleura, 0, 1))
     image += 30 * heart_alpha * body_alpha
 
@@ -419,7 +428,9 @@ def _chest_id(rng: np.random.Generator, split: int, index: int) -> str:
     return f"1.2.276.0.7230010.3.1.4.8323329.{10000 * (split + 1) + index}.{rng.integers(1517874000, 1517876000)}.{rng.integers(100000, 999999)}"
 
 
-def generate_chest(out_dir: Path, n_train: int = 300, n_test: int = 80, size: int = 96, seed: int = 0) -> None:
+def generate_chest(
+    out_dir: Path, n_train: int = 300, n_test: int = 80, size: int = 96, seed: int = 0
+) -> None:
     """SIIM-ACR-like folder: train-rle.csv (ImageId, EncodedPixels; "-1" when empty, one row per
     region, images in index order), test.csv (ImageId), sample_submission.csv (ImageId,
     EncodedPixels "-1"), train/{ImageId}.png and test/{ImageId}.png (8-bit grayscale).

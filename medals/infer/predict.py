@@ -11,19 +11,12 @@ from torch.utils.data import DataLoader
 
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from medals.train.precision import resolve_precision
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting, or None for fp32. CPU always runs fp32."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision not in _DTYPES:
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    return _DTYPES[precision]
+    """The autocast dtype for a precision setting (the same choice as training), None for fp32."""
+    return resolve_precision(precision, device)[0]
 
 
 def activation(logits: torch.Tensor, task: str) -> torch.Tensor:

@@ -23,12 +23,17 @@ def _weights_path(recipe: Recipe) -> Path:
     raise MedalsError(f"model.weights file {recipe.model.weights} does not exist")
 
 
-def create_model(recipe: Recipe, num_classes: int, n_meta: int = 0) -> nn.Module:
+def create_model(
+    recipe: Recipe, num_classes: int, n_meta: int = 0, *, init_weights: bool = True
+) -> nn.Module:
     """Classifier (logits [B, K]) or Segmenter (mask logits [B, 1, H, W]) for the recipe's model section.
 
     Downloads ImageNet weights only when model.pretrained is true and no model.weights file is given.
+    init_weights=False skips both (random init): for rebuilding a model whose checkpoint is loaded next.
     """
     cfg = recipe.model
+    if not init_weights:
+        cfg = cfg.model_copy(update={"pretrained": False, "weights": None})
     if cfg.arch == "classifier":
         if not timm.is_model(cfg.backbone):
             raise MedalsError(

@@ -114,7 +114,8 @@ def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: i
             f"checkpoint {path} does not exist: train fold {fold} first "
             f"(or set infer.checkpoint to one of the saved names)"
         )
-    model = create_model(recipe, num_classes, n_meta=n_meta)
+    # The checkpoint holds every weight: no download, no re-read of model.weights.
+    model = create_model(recipe, num_classes, n_meta=n_meta, init_weights=False)
     load_model_weights(model, path)
     return model.to(device)
 

@@ -15,9 +15,7 @@ from medals.stages.common import require, say
 from medals.stages.submit import write_recipe_submission
 
 
-def run_ensemble(
-    recipes: list[Recipe], method: str, weights: list[float] | None, out_dir: Path
-) -> Path:
+def run_ensemble(recipes: list[Recipe], method: str, weights: list[float] | None, out_dir: Path) -> Path:
     from medals.ensemble import combine, combine_arrays
 
     if weights is not None and len(weights) != len(recipes):

@@ -32,7 +32,9 @@ def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
     for fold in fold_ids(recipe):
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
         probs = predict_rows(recipe, model, rows, num_classes, device, with_target=False)
-        _write(recipe, ids, probs, num_classes, layout.fold_test_predictions(fold), layout.fold_test_masks(fold))
+        _write(
+            recipe, ids, probs, num_classes, layout.fold_test_predictions(fold), layout.fold_test_masks(fold)
+        )
         outputs.append(probs)
         say(f"predict: fold {fold}: {len(rows)} test images")
     mean = np.mean(outputs, axis=0)
@@ -40,7 +42,9 @@ def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
     say(f"predict: mean of {len(outputs)} folds -> {layout.test_predictions}")
 
 
-def _write(recipe: Recipe, ids: pd.Series, probs: np.ndarray, num_classes: int, table_path, masks_path) -> None:
+def _write(
+    recipe: Recipe, ids: pd.Series, probs: np.ndarray, num_classes: int, table_path, masks_path
+) -> None:
     if recipe.task == "segmentation":
         write_npy(masks_path, probs.astype(np.float16))
         write_parquet(table_path, pd.DataFrame({"id": ids.to_numpy()}))

@@ -70,7 +70,9 @@ def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
     cols = [f"p_{k}" for k in range(num_classes)]
     if recipe.submit.threshold == "oof":
         if oof is None:
-            raise MedalsError("submit.threshold is 'oof' but there are no OOF predictions: run `medals evaluate`")
+            raise MedalsError(
+                "submit.threshold is 'oof' but there are no OOF predictions: run `medals evaluate`"
+            )
         train = train_rows(layout).set_index("id").loc[oof["id"]].reset_index()
         truth = class_truth(recipe, train, num_classes)
         thresholds = search_thresholds(truth, oof[cols].to_numpy())

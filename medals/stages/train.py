@@ -27,7 +27,9 @@ def run_train(recipe: Recipe, layout: RunLayout, device) -> None:
             positive=positive,
         )
         if result:
-            shown = ", ".join(f"{key} {value:.4f}" for key, value in result.items() if isinstance(value, float))
+            shown = ", ".join(
+                f"{key} {value:.4f}" for key, value in result.items() if isinstance(value, float)
+            )
             say(f"train: fold {fold} done: {shown}")
 
 

@@ -19,7 +19,6 @@ import math
 import os
 import random
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,8 +329,10 @@ def _run_epoch(run: _Run, epoch: int) -> None:
         info=run.info,
     )
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
-    print(f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)")
-    sys.stdout.flush()
+    print(
+        f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
+        flush=True,
+    )
 
 
 def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
@@ -442,31 +443,31 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
 
     task = run.recipe.task
     run.model.eval()
-    loss_sum, seen = 0.0, 0
+    loss_sum, seen = torch.zeros((), device=run.device), 0
     truths, probs = [], []
-    for batch in run.val_loader:
-        batch = _to_device(batch, run.device, run.recipe.train.channels_last)
+    for cpu_batch in run.val_loader:
+        batch = _to_device(cpu_batch, run.device, run.recipe.train.channels_last)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             logits = run.model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(logits, batch)
         size = batch["image"].shape[0]
-        loss_sum += float(loss.float()) * size
+        loss_sum += loss.detach().float() * size
         seen += size
         prob = activation(logits, task)
         if task == "multiclass":
             probs.append(prob.cpu().numpy())
-            truths.append(batch["target"].cpu().numpy().astype(np.int64))
+            truths.append(cpu_batch["target"].numpy().astype(np.int64))
         elif task == "multilabel":
             probs.append(prob.cpu().numpy())
-            truths.append(batch["target"].cpu().numpy().astype(np.uint8))
+            truths.append(cpu_batch["target"].numpy().astype(np.uint8))
         else:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
             probs.append(prob[:, 0].to(torch.float16).cpu().numpy())
-            truths.append(batch["mask"][:, 0].cpu().numpy() > 0.5)
+            truths.append(cpu_batch["mask"][:, 0].numpy() > 0.5)
     truth = np.concatenate(truths)
     prob = np.concatenate(probs).astype(np.float32)
     metrics = task_metrics(task, truth, prob, positive=run.positive)
-    return loss_sum / max(seen, 1), {key: float(value) for key, value in metrics.items()}
+    return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 
 # ---- checkpoints and log -----------------------------------------------------------------------------
@@ -483,14 +484,17 @@ def is_improvement(value: float, previous: float | None, mode: str) -> bool:
 
 def _save_improved(run: _Run, row: dict[str, float]) -> None:
     """Save <rule>.pt for each rule whose metric improved; a NaN value never counts as improved."""
+    known = [k for k in row if k not in ("epoch", "lr", "seconds")]
+    rules = []
     for i, rule in enumerate(run.recipe.train.checkpoints):
         metric = rule.metric or run.recipe.main_metric
-        if metric not in row or metric in ("epoch", "lr", "seconds"):
-            known = [k for k in row if k not in ("epoch", "lr", "seconds")]
+        if metric not in known:
             raise MedalsError(
                 f"train.checkpoints[{i}].metric '{metric}' is not computed for task "
                 f"'{run.recipe.task}': choose one of {', '.join(known)}"
             )
+        rules.append((rule, metric))
+    for rule, metric in rules:
         value = float(row[metric])
         previous = run.best.get(rule.name)
         if not is_improvement(value, previous["value"] if previous else None, rule.mode):

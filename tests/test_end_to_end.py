@@ -1,0 +1,154 @@
+"""Whole pipeline on tiny generated competitions: every stage, skipping, forcing, ensembling."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medals.cli import main
+from medals.demo import generate as gen
+from medals.files import read_json
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "train.epochs=2",
+    "split.n_folds=2",
+    "train.image_size=32",
+    "data.cache_size=32",
+    "train.progress=false",
+]
+
+
+def competition(tmp_path_factory, task: str, n_train: int, n_test: int) -> Path:
+    folder = tmp_path_factory.mktemp(task)
+    getattr(gen, f"generate_{task}")(folder, n_train=n_train, n_test=n_test, size=48, seed=1)
+    recipe = folder / f"demo_{task}.yaml"
+    shutil.copy(resources.files("medals.demo").joinpath(f"demo_{task}.yaml"), recipe)
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def melanoma(tmp_path_factory):
+    return competition(tmp_path_factory, "melanoma", 60, 16)
+
+
+def run(recipe: Path, run_dir: Path, *extra: str, verb: str = "run") -> None:
+    assert main([verb, str(recipe), f"run_dir={run_dir}", *TINY, *extra]) == 0
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(melanoma, run_dir)
+    out = capsys.readouterr().out
+    assert "evaluate: pooled OOF" in out and "submit:" in out
+
+    metrics = read_json(run_dir / "metrics.json")
+    assert set(metrics["folds"]) == {"0", "1"} and 0.0 <= metrics["pooled"]["auc"] <= 1.0
+    train = pd.read_csv(melanoma.parent / "train.csv")
+    oof = pd.read_parquet(run_dir / "oof.parquet")
+    assert sorted(oof["id"]) == sorted(train["image_name"])  # every training image once
+    sample = pd.read_csv(melanoma.parent / "sample_submission.csv")
+    sub = pd.read_csv(run_dir / "submission.csv")
+    assert list(sub.columns) == ["image_name", "target"]
+    assert sorted(sub["image_name"]) == sorted(sample["image_name"])
+    assert sub["target"].between(0, 1).all()
+    assert (run_dir / "config.yaml").exists() and (run_dir / "folds.parquet").exists()
+    for fold in (0, 1):
+        assert (run_dir / f"fold{fold}" / "final.pt").exists()
+        assert len(pd.read_csv(run_dir / f"fold{fold}" / "log.csv")) == 2
+
+    # Same config again: nothing is redone.
+    before = mtimes(run_dir)
+    run(melanoma, run_dir)
+    out = capsys.readouterr().out
+    for stage in ("prepare", "split", "evaluate", "predict", "submit"):
+        assert f"{stage}: already done for this config, skipped" in out
+    after = mtimes(run_dir)
+    changed = {name for name in after if before.get(name) != after[name]}
+    assert changed <= {"config.yaml"}, changed
+
+    # --force submit redoes the submission only.
+    run(melanoma, run_dir, "--force", "submit")
+    after_force = mtimes(run_dir)
+    assert after_force["submission.csv"] != after["submission.csv"]
+    assert after_force["test.parquet"] == after["test.parquet"]
+    assert after_force["fold0/final.pt"] == after["fold0/final.pt"]
+
+    # A changed inference setting redoes evaluate/predict/submit, never training.
+    run(melanoma, run_dir, "infer.tta=8")
+    final = mtimes(run_dir)
+    assert final["fold0/final.pt"] == after["fold0/final.pt"]
+    assert final["oof.parquet"] != after["oof.parquet"]
+    assert final["test.parquet"] != after["test.parquet"]
+
+
+def test_training_change_retrains(melanoma, tmp_path):
+    run_dir = tmp_path / "run"
+    run(melanoma, run_dir, "train.folds=[0]", verb="prepare")
+    run(melanoma, run_dir, verb="split")
+    run(melanoma, run_dir, "train.folds=[0]", verb="train")
+    assert (run_dir / "fold0/final.pt").exists() and not (run_dir / "fold1").exists()
+    first = (run_dir / "fold0/final.pt").stat().st_mtime_ns
+    # Another fold as a separate job keeps fold 0.
+    run(melanoma, run_dir, "train.folds=[1]", verb="train")
+    assert (run_dir / "fold0/final.pt").stat().st_mtime_ns == first
+    assert (run_dir / "fold1/final.pt").exists()
+    # A different learning rate makes the old folds stale.
+    run(melanoma, run_dir, "train.lr=0.001", "train.folds=[0]", verb="train")
+    assert (run_dir / "fold0/final.pt").stat().st_mtime_ns != first
+    assert not (run_dir / "fold1").exists()
+
+
+def test_rank_ensemble_of_two_models(melanoma, tmp_path):
+    runs = []
+    for seed in (0, 1):
+        run_dir = tmp_path / f"run{seed}"
+        run(melanoma, run_dir, f"seed={seed}", "train.epochs=1")
+        resolved = tmp_path / f"seed{seed}.yaml"
+        shutil.copy(run_dir / "config.yaml", resolved)
+        runs.append(resolved)
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, runs), "--method", "rank", "--weights", "1,3", "--out", str(out)]) == 0
+    sub = pd.read_csv(out / "submission.csv")
+    preds = [
+        pd.read_csv(tmp_path / f"run{seed}" / "submission.csv").set_index("image_name") for seed in (0, 1)
+    ]
+    ranks = [p["target"].rank(method="average") for p in preds]
+    expected = (ranks[0] - 1) / (len(sub) - 1) * 0.25 + (ranks[1] - 1) / (len(sub) - 1) * 0.75
+    got = sub.set_index("image_name")["target"]
+    assert got.loc[expected.index].round(5).tolist() == expected.round(5).tolist()
+
+
+def test_cells_multilabel_run(tmp_path_factory, tmp_path):
+    recipe = competition(tmp_path_factory, "cells", 60, 12)
+    run(recipe, tmp_path / "run")
+    sub = pd.read_csv(tmp_path / "run" / "submission.csv", keep_default_na=False)
+    assert list(sub.columns) == ["Id", "Predicted"]
+    for text in sub["Predicted"]:
+        labels = [int(token) for token in text.split()]
+        assert labels, "the most probable class is always on"
+        assert labels == sorted(labels) and all(0 <= k < 5 for k in labels)
+    assert "f1_macro" in read_json(tmp_path / "run" / "metrics.json")["pooled"]
+
+
+def test_chest_segmentation_run(tmp_path_factory, tmp_path):
+    from medals.rle import decode
+
+    recipe = competition(tmp_path_factory, "chest", 48, 10)
+    run(recipe, tmp_path / "run", "submit.min_area=0", "submit.pixel_threshold=0.3")
+    sub = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
+    assert list(sub.columns) == ["ImageId", "EncodedPixels"]
+    for rle in sub["EncodedPixels"]:
+        mask = decode(rle, (48, 48), "siim")  # written at the original image size
+        assert mask.shape == (48, 48)
+    assert (tmp_path / "run" / "oof_masks.npy").exists()
+    assert 0.0 <= read_json(tmp_path / "run" / "metrics.json")["pooled"]["dice"] <= 1.0
