@@ -96,7 +96,7 @@ def skin_image(rng: np.random.Generator, size: int, diagnosis: str) -> np.ndarra
     image += 7 * _smooth_noise(rng, size, 6)[..., None]  # uneven skin colour
     image += rng.normal(0, 4, (size, size, 3)).astype(np.float32)  # grain
 
-    if diagnosis == "melanoma" and rng.random() < 0.1:
+    if diagnosis == "melanoma" and rng.random() < 0.05:
         diagnosis = "unknown"  # an atypical melanoma that looks benign, so the AUC is not trivially 1
     (r_lo, r_hi), wobble, colour = LESIONS[diagnosis]
     radius = rng.uniform(r_lo, r_hi) * size
