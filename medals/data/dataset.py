@@ -247,3 +247,20 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
     )
+
+
+def recipe_dataset(recipe, rows: pd.DataFrame, num_classes: int, train: bool, with_target: bool = True):
+    """The dataset a recipe trains (train=True: with its augmentation) or evaluates on."""
+    from medals.data.augment_cpu import build_transform
+
+    cfg = recipe.train
+    transform = build_transform(cfg.augment, cfg.image_size, train, recipe.task, cfg.mean, cfg.std)
+    return ImageDataset(
+        rows,
+        recipe.task,
+        num_classes,
+        transform,
+        recipe.model.in_chans,
+        rle_format=recipe.data.rle_format,
+        with_target=with_target,
+    )

@@ -80,26 +80,9 @@ def positive_index(recipe: Recipe, classes: list[str] | None) -> int | None:
 
 
 def make_eval_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool):
-    from medals.data.augment_cpu import build_transform
-    from medals.data.dataset import ImageDataset, make_loader
+    from medals.data.dataset import make_loader, recipe_dataset
 
-    transform = build_transform(
-        recipe.train.augment,
-        recipe.train.image_size,
-        train=False,
-        task=recipe.task,
-        mean=recipe.train.mean,
-        std=recipe.train.std,
-    )
-    dataset = ImageDataset(
-        rows,
-        recipe.task,
-        num_classes,
-        transform,
-        recipe.model.in_chans,
-        rle_format=recipe.data.rle_format,
-        with_target=with_target,
-    )
+    dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
     batch = recipe.infer.batch_size or recipe.train.batch_size
     return make_loader(dataset, batch, shuffle=False, num_workers=recipe.train.num_workers, seed=recipe.seed)
 

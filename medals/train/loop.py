@@ -211,7 +211,7 @@ def _build(
     positive: int | None,
     config_hash: str,
 ) -> _Run:
-    from medals.data.dataset import meta_columns
+    from medals.data.dataset import meta_columns, recipe_dataset
     from medals.losses import build_loss
     from medals.models.factory import create_model
 
@@ -222,8 +222,8 @@ def _build(
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     amp_dtype, use_scaler = resolve_precision(cfg.precision, device)
-    train_set = _dataset(recipe, train_rows, num_classes, train=True)
-    val_set = _dataset(recipe, val_rows, num_classes, train=False)
+    train_set = recipe_dataset(recipe, train_rows, num_classes, train=True)
+    val_set = recipe_dataset(recipe, val_rows, num_classes, train=False)
     # Building a loader starts no workers; it only tells how many batches an epoch has.
     batches = len(_loader(recipe, train_set, shuffle=True, seed=recipe.seed))
     steps_per_epoch = math.ceil(batches / cfg.accumulate)
@@ -255,23 +255,6 @@ def _build(
         config_hash=config_hash,
         info=info,
         kill_at=int(kill_at) if kill_at else None,
-    )
-
-
-def _dataset(recipe: Recipe, rows: pd.DataFrame, num_classes: int, train: bool):
-    from medals.data.augment_cpu import build_transform
-    from medals.data.dataset import ImageDataset
-
-    cfg = recipe.train
-    transform = build_transform(cfg.augment, cfg.image_size, train, recipe.task, cfg.mean, cfg.std)
-    return ImageDataset(
-        rows,
-        recipe.task,
-        num_classes,
-        transform,
-        recipe.model.in_chans,
-        rle_format=recipe.data.rle_format,
-        with_target=True,
     )
 
 
