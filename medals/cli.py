@@ -45,20 +45,33 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser(
         "run",
         help="prepare, split, train, evaluate, predict and submit, skipping stages already done",
-        description="Run every stage of a recipe; stages done for the same resolved config are skipped.",
+        description="Run every stage of a recipe, of each recipe in a folder, or of an ensemble file's "
+        "members and then the ensemble; stages done for the same resolved config are skipped.",
     )
     _add_recipe_args(run)
     run.add_argument("--force", action="append", default=[], metavar="STAGE", help="redo this stage")
 
+    plan = verbs.add_parser(
+        "plan",
+        help="list the runs of a recipe, a folder of recipes or an ensemble file",
+        description="List each model run (its settings and the command that runs it as its own job).",
+    )
+    _add_recipe_args(plan)
+
     ens = verbs.add_parser(
         "ensemble",
         help="combine several recipes' test predictions into one submission",
-        description="Combine the test predictions of several trained recipes (mean or percentile rank).",
+        description="Combine the test predictions of trained recipes (mean or percentile rank): "
+        "give an ensemble file, or recipe files with --method/--weights/--out.",
     )
-    ens.add_argument("recipes", type=Path, nargs="+", help="recipe YAML files (already predicted)")
-    ens.add_argument("--method", choices=["mean", "rank"], default="mean")
+    ens.add_argument(
+        "recipes", nargs="+", metavar="RECIPE", help="ensemble file or recipe files, then KEY=VALUE overrides"
+    )
+    ens.add_argument("--method", choices=["mean", "rank"], help="default: the ensemble file's, else mean")
     ens.add_argument("--weights", help="comma-separated weights, one per recipe (default: equal)")
-    ens.add_argument("--out", type=Path, default=Path("runs/ensemble"), help="output folder")
+    ens.add_argument(
+        "--out", type=Path, help="output folder (default: the ensemble file's, else runs/ensemble)"
+    )
 
     demo = verbs.add_parser(
         "demo",
@@ -74,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     from medals.config import load_recipe
-    from medals.pipeline import STAGES, run_stages
+    from medals.pipeline import run_stages
     from medals.stages.common import resolve_device
 
     args = build_parser().parse_args(argv)
@@ -84,22 +97,66 @@ def _main(argv: list[str] | None) -> int:
         run_demo(args.task or ["melanoma", "cells", "chest"], args.out, resolve_device(args.device))
         return 0
     if args.verb == "ensemble":
-        from medals.stages.ensemble import run_ensemble
-
-        recipes = [load_recipe(path) for path in args.recipes]
-        weights = _parse_weights(args.weights)
-        run_ensemble(recipes, args.method, weights, args.out)
-        return 0
+        return _ensemble(args)
     overrides = list(args.overrides)
     if args.verb == "train" and args.fold:
         overrides.append(f"train.folds=[{','.join(str(k) for k in args.fold)}]")
+    if args.verb in ("run", "plan"):
+        return _many(args, overrides)
     recipe = load_recipe(args.recipe, overrides)
     device = resolve_device(args.device)
-    if args.verb == "run":
-        run_stages(recipe, STAGES, device, force=args.force)
-    else:
-        run_stages(recipe, [args.verb], device, force=[args.verb] if args.force else [])
+    run_stages(recipe, [args.verb], device, force=[args.verb] if args.force else [])
     return 0
+
+
+def _many(args: argparse.Namespace, overrides: list[str]) -> int:
+    """`run` and `plan` over a recipe, a folder of recipes or an ensemble file."""
+    from medals.pipeline import STAGES, run_stages
+    from medals.plan import describe, format_table, load_recipes, make_plan
+    from medals.stages.common import resolve_device, say
+    from medals.stages.ensemble import run_ensemble
+
+    plan = make_plan(args.recipe)
+    recipes = load_recipes(plan, overrides)
+    if args.verb == "plan":
+        say(format_table([describe(r, p) for r, p in zip(recipes, plan.recipes, strict=True)]))
+        if plan.ensemble:
+            say(f"then: {plan.ensemble.method} ensemble of the {len(recipes)} runs -> {plan.ensemble_dir}")
+        return 0
+    device = resolve_device(args.device)
+    for recipe in recipes:
+        if len(recipes) > 1:
+            say(f"\n== {recipe.name} ==")
+        run_stages(recipe, STAGES, device, force=args.force)
+    if plan.ensemble:
+        run_ensemble(recipes, plan.ensemble.method, plan.ensemble.weights, plan.ensemble_dir)
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from medals.plan import Plan, load_ensemble, load_recipes
+    from medals.stages.ensemble import run_ensemble
+
+    files = [Path(text) for text in args.recipes if "=" not in text]
+    overrides = [text for text in args.recipes if "=" in text]
+    if len(files) == 1 and files[0].is_file() and _is_ensemble(files[0]):
+        plan = load_ensemble(files[0])
+    else:
+        plan = Plan(files)
+    recipes = load_recipes(plan, overrides)
+    method = args.method or (plan.ensemble.method if plan.ensemble else "mean")
+    weights = (
+        _parse_weights(args.weights) if args.weights else (plan.ensemble.weights if plan.ensemble else None)
+    )
+    out = args.out or plan.ensemble_dir or Path("runs/ensemble")
+    run_ensemble(recipes, method, weights, out)
+    return 0
+
+
+def _is_ensemble(path: Path) -> bool:
+    from medals.plan import is_ensemble_file
+
+    return is_ensemble_file(path)
 
 
 def _parse_weights(text: str | None) -> list[float] | None:

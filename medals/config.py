@@ -66,6 +66,11 @@ class DataConfig(Strict):
     rle_format: RleFormat = "siim"
     group_column: str | None = None
     meta: MetaConfig | None = None
+    keep_columns: list[str] = Field(default_factory=list)  # CSV columns carried into the table
+    # A registered function that builds the train/test frames instead of reading the two CSVs
+    # (e.g. merging a competition's data with an external set): see medals/data/adapters.py.
+    adapter: str | None = None
+    adapter_params: dict[str, Any] = Field(default_factory=dict)
     cache_size: int | None = None  # side of the resized uint8 cache made by prepare
 
 
@@ -138,6 +143,14 @@ class TrainConfig(Strict):
     progress: bool = True
 
 
+class MetricsConfig(Strict):
+    # Extra metrics on subsets of the validation rows: {"20": "is_ext == 0"} adds auc_20, ...
+    # (pandas queries over table columns, e.g. data.keep_columns).
+    subsets: dict[str, str] = Field(default_factory=dict)
+    # Pooled OOF metrics also on per-fold percentile ranks (auc_rank, auc_20_rank).
+    rank: bool = False
+
+
 class InferConfig(Strict):
     tta: Literal[1, 2, 4, 8] = 1
     merge: Literal["mean", "max"] = "mean"
@@ -165,6 +178,7 @@ class Recipe(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: list[LossTerm] | None = None  # None: the task default
     train: TrainConfig = Field(default_factory=TrainConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
     submit: SubmitConfig = Field(default_factory=SubmitConfig)
     # Where the recipe came from; data.root and run_dir are resolved against it.

@@ -24,10 +24,10 @@ STAGES = ("prepare", "split", "train", "evaluate", "predict", "submit")
 _INPUTS = {
     "prepare": ("task", "data"),
     "split": ("task", "data", "split", "seed"),
-    "train": ("task", "data", "split", "seed", "model", "loss", "train"),
-    "evaluate": ("task", "data", "split", "seed", "model", "loss", "train", "infer"),
+    "train": ("task", "data", "split", "seed", "model", "loss", "train", "metrics"),
+    "evaluate": ("task", "data", "split", "seed", "model", "loss", "train", "metrics", "infer"),
     "predict": ("task", "data", "split", "seed", "model", "loss", "train", "infer"),
-    "submit": ("task", "data", "split", "seed", "model", "loss", "train", "infer", "submit"),
+    "submit": ("task", "data", "split", "seed", "model", "loss", "train", "metrics", "infer", "submit"),
 }
 
 _NEUTRAL = ("progress", "num_workers")

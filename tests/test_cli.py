@@ -10,7 +10,7 @@ import yaml
 
 from medals.cli import main
 
-VERBS = ["prepare", "split", "train", "evaluate", "predict", "submit", "run", "ensemble", "demo"]
+VERBS = ["prepare", "split", "train", "evaluate", "predict", "submit", "run", "plan", "ensemble", "demo"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from medals.cli import main
 from medals.demo import generate as gen
@@ -108,24 +109,36 @@ def test_training_change_retrains(melanoma, tmp_path):
     assert not (run_dir / "fold1").exists()
 
 
-def test_rank_ensemble_of_two_models(melanoma, tmp_path):
-    runs = []
+def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # members' run directories default to runs/<name>
+    tree = yaml.safe_load(melanoma.read_text())
+    members = []
     for seed in (0, 1):
-        run_dir = tmp_path / f"run{seed}"
-        run(melanoma, run_dir, f"seed={seed}", "train.epochs=1")
-        resolved = tmp_path / f"seed{seed}.yaml"
-        shutil.copy(run_dir / "config.yaml", resolved)
-        runs.append(resolved)
-    out = tmp_path / "ens"
-    assert main(["ensemble", *map(str, runs), "--method", "rank", "--weights", "1,3", "--out", str(out)]) == 0
-    sub = pd.read_csv(out / "submission.csv")
+        member = melanoma.parent / f"member{seed}.yaml"
+        member.write_text(yaml.safe_dump({**tree, "name": f"member{seed}", "seed": seed}))
+        members.append(member.name)
+    ensemble = melanoma.parent / "ensemble.yaml"
+    ensemble.write_text(
+        yaml.safe_dump({"ensemble": {"name": "ens", "method": "rank", "members": members, "weights": [1, 3]}})
+    )
+    assert main(["plan", str(ensemble), *TINY]) == 0
+    listing = capsys.readouterr().out
+    assert "member0" in listing and "member1" in listing and "rank ensemble of the 2 runs" in listing
+
+    assert main(["run", str(ensemble), *TINY, "train.epochs=1"]) == 0
+    sub = pd.read_csv(tmp_path / "runs/ens/submission.csv")
     preds = [
-        pd.read_csv(tmp_path / f"run{seed}" / "submission.csv").set_index("image_name") for seed in (0, 1)
+        pd.read_csv(tmp_path / f"runs/member{seed}/submission.csv").set_index("image_name") for seed in (0, 1)
     ]
     ranks = [p["target"].rank(method="average") for p in preds]
     expected = (ranks[0] - 1) / (len(sub) - 1) * 0.25 + (ranks[1] - 1) / (len(sub) - 1) * 0.75
     got = sub.set_index("image_name")["target"]
     assert got.loc[expected.index].round(5).tolist() == expected.round(5).tolist()
+
+    # The ensemble verb alone gives the same file from the members' predictions.
+    assert main(["ensemble", str(ensemble), *TINY, "train.epochs=1", "--out", str(tmp_path / "again")]) == 0
+    again = pd.read_csv(tmp_path / "again/submission.csv")
+    assert again.equals(sub)
 
 
 def test_cells_multilabel_run(tmp_path_factory, tmp_path):

@@ -90,6 +90,7 @@ def _required(recipe: Recipe, split: str) -> list[str]:
             names.append(data.group_column)
         if recipe.split.method == "fixed" and recipe.split.column:
             names.append(recipe.split.column)
+        names += data.keep_columns
     for text, name in templates:
         names += [f for f in _template_fields(text, name) if f not in ("id", "channel")]
     if data.meta:
@@ -114,13 +115,14 @@ def _check_recipe(recipe: Recipe) -> None:
             raise MedalsError(
                 f"split.column '{recipe.split.column}' clashes with the table column of that name"
             )
+    for column in data.keep_columns:
+        if column in RESERVED or column.startswith("meta_"):
+            raise MedalsError(f"data.keep_columns: '{column}' clashes with a table column of that name")
 
 
-def _train_frame(recipe: Recipe) -> tuple[pd.DataFrame, str]:
-    """The training CSV after data.query, checked for columns and emptiness."""
+def _train_frame(recipe: Recipe, frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    """The training rows after data.query, checked for columns and emptiness."""
     data = recipe.data
-    path = recipe.data_root / data.train_csv
-    frame = _read_csv(path, data)
     check_columns(frame, _required(recipe, "train"), f"CSV file {path}")
     if data.query:
         try:
@@ -132,7 +134,24 @@ def _train_frame(recipe: Recipe) -> tuple[pd.DataFrame, str]:
             raise MedalsError(f"{path} has no rows after filtering with query '{data.query}'")
     if frame.empty:
         raise MedalsError(f"{path} has no rows")
-    return frame.reset_index(drop=True), str(path)
+    return frame.reset_index(drop=True)
+
+
+def _source_frames(recipe: Recipe) -> tuple[pd.DataFrame, str, pd.DataFrame | None, str]:
+    """(train frame, its name, test frame or None, its name): the CSVs, or a registered adapter's frames."""
+    data = recipe.data
+    if data.adapter:
+        from medals.data.adapters import run_adapter
+
+        train, test = run_adapter(recipe)
+        return train, f"{data.adapter} train rows", test, f"{data.adapter} test rows"
+    train_path = recipe.data_root / data.train_csv
+    train = _read_csv(train_path, data)
+    test, test_name = None, "test CSV"
+    if data.test_csv is not None:
+        test_path = recipe.data_root / data.test_csv
+        test, test_name = _read_csv(test_path, data), str(test_path)
+    return train, str(train_path), test, test_name
 
 
 def _check_ids(frame: pd.DataFrame, id_column: str, csv_name: str, unique: bool) -> pd.DataFrame:
@@ -333,8 +352,10 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
             ]
         else:
             out["group"] = ""
-    if recipe.split.method == "fixed" and recipe.split.column:
-        column = recipe.split.column
+    kept = list(data.keep_columns)
+    if recipe.split.method == "fixed" and recipe.split.column and recipe.split.column not in kept:
+        kept.append(recipe.split.column)
+    for column in kept:
         out[column] = frame[column].to_numpy() if column in frame.columns else np.nan
     return out
 
@@ -345,19 +366,16 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     data = recipe.data
     root = recipe.data_root
 
-    train, train_name = _train_frame(recipe)
+    train, train_name, test, test_name = _source_frames(recipe)
+    train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
     if seg_rle:
         train, rle, has_mask = _group_rle(train, data)
         train["__rle"], train["__has_mask"] = rle, has_mask
 
-    test, test_name = None, "test CSV"
-    if data.test_csv is not None:
-        test_path = root / data.test_csv
-        test_name = str(test_path)
-        test = _read_csv(test_path, data)
-        check_columns(test, _required(recipe, "test"), f"CSV file {test_path}")
+    if test is not None:
+        check_columns(test, _required(recipe, "test"), f"CSV file {test_name}")
         test = _check_ids(test, data.id_column, test_name, unique=recipe.task != "segmentation")
         test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
 

@@ -9,7 +9,7 @@ from medals.config import Recipe
 from medals.data.dataset import meta_columns
 from medals.files import write_json, write_npy, write_parquet
 from medals.layout import RunLayout
-from medals.metrics import task_metrics
+from medals.scoring import score, score_pooled
 from medals.stages.common import (
     fold_ids,
     load_fold_model,
@@ -35,7 +35,7 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
         probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
         truth = _truth(recipe, val, num_classes)
-        per_fold[fold] = task_metrics(recipe.task, truth, probs, positive=positive)
+        per_fold[fold] = score(recipe, val, truth, probs, positive)
         say(f"evaluate: fold {fold}: {_fmt(per_fold[fold])}")
         frame = _oof_frame(recipe, val, probs, num_classes)
         frame.insert(1, "fold", fold)
@@ -72,7 +72,7 @@ def _pooled_metrics(recipe, rows, oof, masks, num_classes, positive) -> dict:
         probs = np.concatenate(masks).astype(np.float32)
     else:
         probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
-    return task_metrics(recipe.task, truth, probs, positive=positive)
+    return score_pooled(recipe, ordered, truth, probs, oof["fold"].to_numpy(), positive)
 
 
 def _fmt(metrics: dict) -> str:

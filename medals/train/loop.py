@@ -64,6 +64,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     loss_fn: Any
     train_set: Any
+    val_rows: pd.DataFrame
     val_loader: Any
     schedule: LrSchedule
     steps_per_epoch: int
@@ -137,6 +138,7 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
         "model": dumped["model"],
         "loss": dumped["loss"],
         "train": train,
+        "metrics": dumped["metrics"],
         "fold": int(fold),
         "rows": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
     }
@@ -248,6 +250,7 @@ def _build(
         amp_dtype=amp_dtype,
         loss_fn=build_loss(recipe.loss, recipe.task),
         train_set=train_set,
+        val_rows=val_rows,
         val_loader=_loader(recipe, val_set, shuffle=False, seed=recipe.seed + fold),
         schedule=build_schedule(cfg, steps_per_epoch),
         steps_per_epoch=steps_per_epoch,
@@ -422,7 +425,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     probabilities come from predict's own activation, so they match what evaluate computes at tta 1.
     """
     from medals.infer.predict import activation
-    from medals.metrics import task_metrics
+    from medals.scoring import score
 
     task = run.recipe.task
     run.model.eval()
@@ -449,7 +452,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
             truths.append(cpu_batch["mask"][:, 0].numpy() > 0.5)
     truth = np.concatenate(truths)
     prob = np.concatenate(probs).astype(np.float32)
-    metrics = task_metrics(task, truth, prob, positive=run.positive)
+    metrics = score(run.recipe, run.val_rows, truth, prob, run.positive)
     return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 

@@ -1,0 +1,133 @@
+"""Several recipes at once: a folder of recipes or an ensemble file, listed and run as separate jobs.
+
+An ensemble file is YAML with one top-level key:
+
+    ensemble:
+      name: melanoma_1st
+      method: rank          # or mean
+      members: [a.yaml, b.yaml]   # relative to this file
+      weights: null         # one per member, default equal
+      run_dir: null         # default runs/<name>
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from medals.config import Recipe, Strict, load_recipe
+from medals.errors import MedalsError
+
+
+class EnsembleSpec(Strict):
+    name: str
+    method: Literal["mean", "rank"] = "mean"
+    members: list[str] = Field(min_length=1)
+    weights: list[float] | None = None
+    run_dir: str | None = None
+
+
+@dataclass
+class Plan:
+    recipes: list[Path]
+    ensemble: EnsembleSpec | None = None
+
+    @property
+    def ensemble_dir(self) -> Path | None:
+        if self.ensemble is None:
+            return None
+        return Path(self.ensemble.run_dir or Path("runs") / self.ensemble.name)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MedalsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def is_ensemble_file(path: Path) -> bool:
+    tree = _read_yaml(path)
+    return isinstance(tree, dict) and "ensemble" in tree
+
+
+def load_ensemble(path: Path) -> Plan:
+    tree = _read_yaml(path)
+    if set(tree) != {"ensemble"}:
+        extra = sorted(set(tree) - {"ensemble"})
+        raise MedalsError(f"{path}: unknown key '{extra[0]}' beside 'ensemble'")
+    try:
+        spec = EnsembleSpec.model_validate(tree["ensemble"])
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in ("ensemble", *err["loc"]))
+        raise MedalsError(f"{path}: key '{key}': {err['msg']}") from None
+    members = [path.parent / member for member in spec.members]
+    missing = [str(member) for member in members if not member.is_file()]
+    if missing:
+        raise MedalsError(f"{path}: member recipe {missing[0]} does not exist")
+    if spec.weights is not None and len(spec.weights) != len(members):
+        raise MedalsError(
+            f"{path}: ensemble.weights has {len(spec.weights)} values for {len(members)} members"
+        )
+    return Plan(members, spec)
+
+
+def make_plan(path: Path) -> Plan:
+    """A recipe file, an ensemble file, or a folder of recipes (with its ensemble file, if any)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        ensembles = [p for p in files if is_ensemble_file(p)]
+        if len(ensembles) > 1:
+            raise MedalsError(
+                f"{path} holds more than one ensemble file: {', '.join(p.name for p in ensembles)}"
+            )
+        if ensembles:
+            return load_ensemble(ensembles[0])
+        if not files:
+            raise MedalsError(f"{path} holds no recipe files (*.yaml)")
+        return Plan(files)
+    if not path.is_file():
+        raise MedalsError(f"recipe file {path} does not exist")
+    if is_ensemble_file(path):
+        return load_ensemble(path)
+    return Plan([path])
+
+
+def load_recipes(plan: Plan, overrides: list[str]) -> list[Recipe]:
+    """Every member with the same overrides (a scaled-down trial applies to all of them)."""
+    return [load_recipe(path, overrides) for path in plan.recipes]
+
+
+def describe(recipe: Recipe, path: Path) -> dict[str, str]:
+    """One line of `medals plan`: what differs between the models of a recipe set."""
+    model, train = recipe.model, recipe.train
+    head = model.head
+    if head == "meta":
+        head = f"meta{','.join(str(h) for h in model.meta_hidden)}"
+    adapter = " ".join(f"{k}={v}" for k, v in recipe.data.adapter_params.items())
+    return {
+        "recipe": recipe.name,
+        "model": model.backbone if model.arch == "classifier" else f"{model.arch}/{model.backbone}",
+        "head": head if model.arch == "classifier" else "-",
+        "size": str(train.image_size),
+        "epochs": str(train.epochs),
+        "lr": f"{train.lr:g}",
+        "classes": str(recipe.data.num_classes or len(recipe.data.classes or []) or "-"),
+        "clip": f"{train.clip_grad:g}" if train.clip_grad else "-",
+        "folds": f"{recipe.split.method}:{recipe.split.n_folds}",
+        "data": adapter or "-",
+        "job": f"medals run {path}",
+    }
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(row[c].ljust(widths[c]) for c in columns) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
