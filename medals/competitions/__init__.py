@@ -1,0 +1,1 @@
+"""Competition-specific pieces (data adapters) that recipes name; importing registers them."""
