@@ -120,6 +120,19 @@ class CheckpointRule(Strict):
     mode: Literal["max", "min"] = "max"
 
 
+class SwaConfig(Strict):
+    """Average these epochs' weights (1-based, as in log.csv) into swa.pt, BatchNorm recomputed."""
+
+    epochs: list[int] | None = None
+    last: int | None = Field(None, ge=1)  # or: the last N epochs
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SwaConfig:
+        if (self.epochs is None) == (self.last is None):
+            raise ValueError("give exactly one of swa.epochs (a list) or swa.last (a count)")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -137,6 +150,7 @@ class TrainConfig(Strict):
     mean: list[float] | None = None
     std: list[float] | None = None
     checkpoints: list[CheckpointRule] = Field(default_factory=lambda: [CheckpointRule()])
+    swa: SwaConfig | None = None
     folds: list[int] | None = None  # train only these folds
     num_workers: int = 0
     deterministic: bool = False
@@ -190,7 +204,21 @@ class Recipe(Strict):
             raise ValueError("task 'segmentation' needs model.arch unet, fpn or deeplabv3plus")
         if self.task != "segmentation" and self.model.arch != "classifier":
             raise ValueError(f"task '{self.task}' needs model.arch classifier")
+        if self.train.swa is not None:
+            bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
+            if bad:
+                raise ValueError(f"train.swa epoch {bad[0]} is outside 1..{self.train.epochs}")
         return self
+
+    @property
+    def swa_epochs(self) -> list[int]:
+        """The 1-based epochs whose weights swa.pt averages (empty without train.swa)."""
+        swa = self.train.swa
+        if swa is None:
+            return []
+        if swa.epochs is not None:
+            return sorted(set(swa.epochs))
+        return list(range(max(1, self.train.epochs - swa.last + 1), self.train.epochs + 1))
 
     # ---- derived paths and defaults -------------------------------------------------------
     @property
@@ -245,8 +273,10 @@ def apply_override(tree: dict, path: list[str], value: Any) -> None:
 
 
 def _describe_error(err: dict, tree: dict, where: str) -> str:
-    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in err["loc"])
     kind = err["type"]
+    if not key:
+        return f"{where}: {err['msg'].removeprefix('Value error, ')}"
     if kind == "extra_forbidden":
         return f"{where}: unknown key '{key}'"
     if kind == "missing":

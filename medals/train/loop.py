@@ -45,7 +45,7 @@ from medals.train.schedules import LrSchedule, build_schedule
 # right after global optimizer step N (1-based, counted from the fold's first epoch), so tests can check
 # that a hard kill in mid-epoch resumes correctly.
 KILL_ENV = "MEDALS_KILL_AT_STEP"
-RESERVED_NAMES = ("last", "final")
+RESERVED_NAMES = ("last", "final", "swa")
 # Settings that do not change what is trained (the pipeline's stage digest ignores them too).
 _NEUTRAL_TRAIN_KEYS = ("progress", "num_workers", "folds")
 
@@ -108,6 +108,8 @@ def train_fold(
     start = _resume(run)
     for epoch in range(start, recipe.train.epochs):
         _run_epoch(run, epoch)
+    if recipe.train.swa is not None:
+        _average_weights(run)
     save_checkpoint(
         final_path,
         run.model,
@@ -156,9 +158,11 @@ def _check_hash(payload: dict, config_hash: str, path: Path) -> None:
 def _check_rules(recipe: Recipe) -> None:
     names = [rule.name for rule in recipe.train.checkpoints]
     for i, name in enumerate(names):
-        if name in RESERVED_NAMES or not name or "/" in name or name != name.strip():
+        reserved = name in RESERVED_NAMES or name.startswith("epoch")
+        if reserved or not name or "/" in name or name != name.strip():
             raise MedalsError(
-                f"train.checkpoints[{i}].name '{name}' is not allowed (reserved: last, final; no '/')"
+                f"train.checkpoints[{i}].name '{name}' is not allowed "
+                f"(reserved: last, final, swa, epoch<k>; no '/')"
             )
         if names.count(name) > 1:
             raise MedalsError(f"train.checkpoints has the name '{name}' twice")
@@ -301,6 +305,9 @@ def _run_epoch(run: _Run, epoch: int) -> None:
     row["seconds"] = round(time.perf_counter() - started, 3)
     run.log.append(row)
     _save_improved(run, row)
+    if epoch + 1 in run.recipe.swa_epochs:
+        # Written before last.pt, so a resumed run always finds the epochs it will average.
+        _save_weights(run, run.fold_dir / f"epoch{epoch + 1}.pt", epoch + 1, row)
     _write_log(run)
     save_checkpoint(
         run.fold_dir / "last.pt",
@@ -454,6 +461,48 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     prob = np.concatenate(probs).astype(np.float32)
     metrics = score(run.recipe, run.val_rows, truth, prob, run.positive)
     return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
+
+
+# ---- weight averaging ----------------------------------------------------------------------------
+
+
+def _average_weights(run: _Run) -> None:
+    """swa.pt: the mean of the chosen epochs' weights with BatchNorm statistics recomputed, validated."""
+    import copy
+
+    from medals.train.averaging import average_checkpoints, recompute_batchnorm
+
+    epochs = run.recipe.swa_epochs
+    paths = [run.fold_dir / f"epoch{epoch}.pt" for epoch in epochs]
+    averaged = copy.deepcopy(run.model)
+    averaged.load_state_dict(average_checkpoints(paths))
+    averaged.to(run.device)
+    seed = _epoch_seed(run, run.recipe.train.epochs)
+    loader = _loader(run.recipe, run.train_set, shuffle=True, seed=seed)
+    recompute_batchnorm(averaged, loader, run.device, run.recipe.train.channels_last)
+    model, run.model = run.model, averaged
+    try:
+        val_loss, metrics = _validate(run)
+    finally:
+        run.model = model
+    row = {"epoch": run.recipe.train.epochs, "val_loss": val_loss, **metrics}
+    _save_weights(run, run.fold_dir / "swa.pt", run.recipe.train.epochs, row, model=averaged)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+    print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
+
+
+def _save_weights(run: _Run, path: Path, epoch: int, row: dict, model: nn.Module | None = None) -> None:
+    save_checkpoint(
+        path,
+        model if model is not None else run.model,
+        None,
+        None,
+        epoch,
+        {},
+        config_hash=run.config_hash,
+        metrics=row,
+        info=run.info,
+    )
 
 
 # ---- checkpoints and log -----------------------------------------------------------------------------
