@@ -133,6 +133,10 @@ class SwaConfig(Strict):
         return self
 
 
+# Train settings that change nothing in what is trained: results stay valid when they change.
+NEUTRAL_TRAIN_KEYS = ("progress", "num_workers")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 
-from medals.config import Recipe, dump_recipe
+from medals.config import NEUTRAL_TRAIN_KEYS, Recipe, dump_recipe
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
 from medals.layout import RunLayout
@@ -30,8 +30,6 @@ _INPUTS = {
     "submit": ("task", "data", "split", "seed", "model", "loss", "train", "metrics", "infer", "submit"),
 }
 
-_NEUTRAL = ("progress", "num_workers")
-
 
 def stage_digest(recipe: Recipe, stage: str) -> str:
     dumped = recipe.model_dump(mode="json")
@@ -39,7 +37,7 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     payload["data_root"] = str(recipe.data_root)
     if "train" in payload:
         # Progress bars and loader workers change nothing in the results.
-        payload["train"] = {k: v for k, v in payload["train"].items() if k not in _NEUTRAL}
+        payload["train"] = {k: v for k, v in payload["train"].items() if k not in NEUTRAL_TRAIN_KEYS}
         if stage == "train":
             # Folds may be trained as separate jobs (train.folds=[k]): each fold keeps its own
             # checkpoints, so choosing folds must not invalidate the others.

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medals.config import Recipe
+from medals.config import NEUTRAL_TRAIN_KEYS, Recipe
 from medals.errors import MedalsError
 from medals.files import write_csv
 from medals.train.checkpoint import (
@@ -46,8 +46,6 @@ from medals.train.schedules import LrSchedule, build_schedule
 # that a hard kill in mid-epoch resumes correctly.
 KILL_ENV = "MEDALS_KILL_AT_STEP"
 RESERVED_NAMES = ("last", "final", "swa")
-# Settings that do not change what is trained (the pipeline's stage digest ignores them too).
-_NEUTRAL_TRAIN_KEYS = ("progress", "num_workers", "folds")
 
 
 @dataclass
@@ -130,7 +128,7 @@ def train_fold(
 def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
     """Digest of what a fold's checkpoints depend on: the recipe's training sections and the fold's rows."""
     dumped = recipe.model_dump(mode="json")
-    train = {k: v for k, v in dumped["train"].items() if k not in _NEUTRAL_TRAIN_KEYS}
+    train = {k: v for k, v in dumped["train"].items() if k not in (*NEUTRAL_TRAIN_KEYS, "folds")}
     data = {k: v for k, v in dumped["data"].items() if k != "root"}
     rows = sorted(f"{i}:{f}" for i, f in zip(table["id"].astype(str), table["fold"].astype(int), strict=True))
     payload = {
