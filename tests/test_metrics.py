@@ -11,13 +11,17 @@ from medals.metrics import (
     DEFAULT_GRID,
     accuracy,
     auc_one_vs_rest,
+    dice_at_size,
     dice_per_image,
+    downsample,
     f1_macro,
     f1_per_class,
     mean_dice,
     percentile_rank,
     roc_auc,
     search_thresholds,
+    sweep_f1,
+    sweep_pixel_threshold,
     task_metrics,
 )
 
@@ -201,3 +205,92 @@ def test_task_metrics_errors():
         task_metrics("regression", np.zeros(2), np.zeros((2, 2)))
     with pytest.raises(MedalsError, match="3 true values but 2 predictions"):
         task_metrics("multiclass", np.zeros(3), np.zeros((2, 2)))
+
+
+# ---- Dice at a reduced size, threshold sweeps (SIIM-ACR pneumothorax) -------------------------
+
+
+def _block_masks(n: int, seed: int, side: int = 1024, block: int = 8) -> np.ndarray:
+    """Random bool masks [n, side, side] made of whole block x block squares."""
+    small = np.random.default_rng(seed).random((n, side // block, side // block)) < 0.02
+    return np.kron(small, np.ones((block, block), dtype=bool)).astype(bool)
+
+
+def test_downsample_matches_torch_bilinear():
+    import torch
+    import torch.nn.functional as F
+
+    images = np.random.default_rng(0).random((3, 96, 96)).astype(np.float32)
+    ours = downsample(images, 40)
+    theirs = F.interpolate(
+        torch.from_numpy(images)[:, None], size=(40, 40), mode="bilinear", align_corners=False
+    )
+    assert ours.shape == (3, 40, 40) and ours.dtype == np.float32
+    np.testing.assert_allclose(
+        ours, theirs[:, 0].numpy(), atol=2e-5
+    )  # rounding differs at non-integer factors
+    # Half-pixel centres, factor 8: output pixel (0, 0) averages source pixels 3 and 4 of each axis.
+    one = np.zeros((1, 16, 16), dtype=np.float32)
+    one[0, 3, 3] = 1.0
+    assert downsample(one, 2)[0].tolist() == [[0.25, 0.0], [0.0, 0.0]]
+    np.testing.assert_array_equal(downsample(images.astype(np.float16), 96), images.astype(np.float16))
+    with pytest.raises(MedalsError, match=r"\[N, H, W\]"):
+        downsample(images[0])
+    with pytest.raises(MedalsError, match="positive integer, got 0"):
+        downsample(images, 0)
+
+
+def test_dice_at_size_equals_full_size_dice_for_8x8_blocks():
+    truth = _block_masks(4, seed=1)
+    pred = _block_masks(4, seed=2) | truth & _block_masks(4, seed=3)  # partial overlap
+    truth[0] = False
+    pred[0] = False  # both empty: 1
+    truth[1] = False  # truth empty, prediction not: 0
+    probs = np.where(pred, 0.9, 0.1).astype(np.float32)
+    full = mean_dice(probs > 0.5, truth)
+    assert dice_per_image(probs > 0.5, truth)[:2].tolist() == [1.0, 0.0]
+    assert dice_at_size(probs, truth, size=128) == pytest.approx(full, abs=1e-12)
+    assert 0.2 < full < 0.9
+
+
+def test_dice_at_size_drops_details_below_the_grid():
+    # One true pixel at (0, 0) is lost at 128 (it falls between sample points), so an empty
+    # prediction scores 1 there while it scores 0 at full size.
+    truth = np.zeros((1, 1024, 1024), dtype=bool)
+    truth[0, 0, 0] = True
+    probs = np.zeros((1, 1024, 1024), dtype=np.float32)
+    assert mean_dice(probs > 0.5, truth) == 0.0
+    assert dice_at_size(probs, truth) == 1.0
+    with pytest.raises(MedalsError, match="differ in shape"):
+        dice_at_size(probs, truth[:, :512])
+
+
+def test_sweep_pixel_threshold_finds_planted_optimum():
+    truth = _block_masks(3, seed=4, side=256)
+    truth[:, :8, :8] = True
+    noise = _block_masks(3, seed=5, side=256) & ~truth
+    # Lesion pixels at 0.6 and background specks at 0.45: any threshold in [0.45, 0.6) is perfect.
+    probs = np.where(truth, 0.6, np.where(noise, 0.45, 0.05)).astype(np.float32)
+    best, scores = sweep_pixel_threshold(probs, truth, [0.3, 0.4, 0.5, 0.7], size=64)
+    assert best == 0.5
+    assert scores[0.5] == 1.0 and scores[0.7] == 0.0
+    assert scores[0.3] == scores[0.4] < 1.0
+    assert scores[0.4] == pytest.approx(dice_at_size(probs, truth, size=64, threshold=0.4))
+    best_full, scores_full = sweep_pixel_threshold(probs, truth, [0.4, 0.5], size=None)
+    assert best_full == 0.5 and scores_full[0.4] == pytest.approx(mean_dice(probs > 0.4, truth))
+    with pytest.raises(MedalsError, match="grid is empty"):
+        sweep_pixel_threshold(probs, truth, [])
+
+
+def test_sweep_f1_finds_planted_optimum():
+    truth = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    probs = np.array([0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.66, 0.62])
+    grid = [0.2, 0.4, 0.6, 0.65, 0.7]
+    best, scores = sweep_f1(truth, probs, grid)
+    for t in grid:
+        assert scores[t] == pytest.approx(f1_score(truth, probs > t))
+    assert best == 0.6 and scores[0.6] == pytest.approx(8 / 9)
+    # A flat optimum goes to the threshold nearest 0.5, as search_thresholds does.
+    assert sweep_f1([0, 1], [0.1, 0.9], [0.2, 0.45, 0.8])[0] == 0.45
+    with pytest.raises(MedalsError, match="3 true labels but 2"):
+        sweep_f1([0, 1, 1], [0.1, 0.9], [0.5])
