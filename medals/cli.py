@@ -114,28 +114,41 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
     from medals.pipeline import STAGES, run_stages
     from medals.plan import describe, format_table, load_recipes, make_plan
     from medals.stages.common import resolve_device, say
-    from medals.stages.ensemble import run_ensemble
 
     plan = make_plan(args.recipe)
-    recipes = load_recipes(plan, overrides)
+    every = load_recipes(plan, overrides, plan.all_recipes)
     if args.verb == "plan":
-        say(format_table([describe(r, p) for r, p in zip(recipes, plan.recipes, strict=True)]))
+        say(format_table([describe(r, p) for r, p in zip(every, plan.all_recipes, strict=True)]))
         if plan.ensemble:
-            say(f"then: {plan.ensemble.method} ensemble of the {len(recipes)} runs -> {plan.ensemble_dir}")
+            gate = f", gated by a stack of {len(plan.gate_recipes)}" if plan.gate_recipes else ""
+            say(
+                f"then: {plan.ensemble.method} ensemble of the {len(plan.recipes)} runs{gate} "
+                f"-> {plan.ensemble_dir}"
+            )
         return 0
     device = resolve_device(args.device)
-    for recipe in recipes:
-        if len(recipes) > 1:
+    for recipe in every:
+        if len(every) > 1:
             say(f"\n== {recipe.name} ==")
         run_stages(recipe, STAGES, device, force=args.force)
     if plan.ensemble:
-        run_ensemble(recipes, plan.ensemble.method, plan.ensemble.weights, plan.ensemble_dir)
+        _run_plan_ensemble(plan, overrides, plan.ensemble.method, plan.ensemble.weights, plan.ensemble_dir)
     return 0
 
 
-def _ensemble(args: argparse.Namespace) -> int:
-    from medals.plan import Plan, load_ensemble, load_recipes
+def _run_plan_ensemble(plan, overrides: list[str], method: str, weights, out: Path) -> None:
+    from medals.plan import load_recipes
     from medals.stages.ensemble import run_ensemble
+
+    members = load_recipes(plan, overrides)
+    gate = None
+    if plan.ensemble is not None and plan.ensemble.gate is not None:
+        gate = (load_recipes(plan, overrides, plan.gate_recipes), plan.ensemble.gate)
+    run_ensemble(members, method, weights, out, gate=gate)
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from medals.plan import Plan, load_ensemble
 
     files = [Path(text) for text in args.recipes if "=" not in text]
     overrides = [text for text in args.recipes if "=" in text]
@@ -143,13 +156,12 @@ def _ensemble(args: argparse.Namespace) -> int:
         plan = load_ensemble(files[0])
     else:
         plan = Plan(files)
-    recipes = load_recipes(plan, overrides)
     method = args.method or (plan.ensemble.method if plan.ensemble else "mean")
     weights = (
         _parse_weights(args.weights) if args.weights else (plan.ensemble.weights if plan.ensemble else None)
     )
     out = args.out or plan.ensemble_dir or Path("runs/ensemble")
-    run_ensemble(recipes, method, weights, out)
+    _run_plan_ensemble(plan, overrides, method, weights, out)
     return 0
 
 

@@ -72,6 +72,8 @@ class DataConfig(Strict):
     adapter: str | None = None
     adapter_params: dict[str, Any] = Field(default_factory=dict)
     cache_size: int | None = None  # side of the resized uint8 cache made by prepare
+    # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
+    cache_format: Literal["npy", "png"] = "npy"
 
 
 class SplitConfig(Strict):
@@ -82,6 +84,9 @@ class SplitConfig(Strict):
     column: str | None = None  # for "fixed": the column whose values map to folds
     mapping: dict[str, int] | None = None  # for "fixed": value -> fold (default: value % n_folds)
     seed: int | None = None  # default: the recipe seed
+    # Only training rows matching this pandas query get folds, e.g. 'has_mask == 1'; the others are left
+    # out of training and evaluation.
+    query: str | None = None
 
 
 class ModelConfig(Strict):
@@ -98,12 +103,17 @@ class ModelConfig(Strict):
     meta_hidden: list[int] = Field(default_factory=lambda: [512, 128])
     meta_dropout: float = 0.3
     decoder: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments for the smp model
+    # Segmentation: an image-level "is anything there" logit from the deepest encoder map, trained by
+    # loss terms with output: cls and used by submit.gate_threshold.
+    cls_head: bool = False
 
 
 class LossTerm(Strict):
     name: str
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
+    # "cls": the image-level logit of model.cls_head (the key is not "on": YAML reads that as true)
+    output: Literal["main", "cls"] = "main"
 
 
 class ScheduleConfig(Strict):
@@ -167,6 +177,9 @@ class MetricsConfig(Strict):
     subsets: dict[str, str] = Field(default_factory=dict)
     # Pooled OOF metrics also on per-fold percentile ranks (auc_rank, auc_20_rank).
     rank: bool = False
+    # Segmentation: Dice after downsampling probabilities and truth to this side (PTX scored at 128);
+    # evaluate then also sweeps the pixel threshold (dice_best at pixel_threshold_best).
+    dice_size: int | None = None
 
 
 class InferConfig(Strict):
@@ -183,6 +196,9 @@ class SubmitConfig(Strict):
     always_top1: bool = True
     pixel_threshold: float = 0.5
     min_area: int = 0
+    # Keep a mask only when the image-level probability (the model's cls head, or an ensemble's
+    # stacked gate) is above this; otherwise the image is submitted empty.
+    gate_threshold: float | None = None
     file: str = "submission.csv"
 
 
@@ -208,6 +224,10 @@ class Recipe(Strict):
             raise ValueError("task 'segmentation' needs model.arch unet, fpn or deeplabv3plus")
         if self.task != "segmentation" and self.model.arch != "classifier":
             raise ValueError(f"task '{self.task}' needs model.arch classifier")
+        if self.model.cls_head and self.task != "segmentation":
+            raise ValueError("model.cls_head is for task segmentation")
+        if any(term.output == "cls" for term in self.loss or []) and not self.model.cls_head:
+            raise ValueError("a loss term has output 'cls' but model.cls_head is false")
         if self.train.swa is not None:
             bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
             if bad:

@@ -123,17 +123,31 @@ def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
     return fn
 
 
-class LossSum:
-    """Weighted sum of named loss terms; `parts` holds the last detached value of each term."""
+def split_outputs(outputs: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """(main logits, image-level cls logits or None) from a model's forward output."""
+    if isinstance(outputs, tuple):
+        return outputs[0], outputs[1]
+    return outputs, None
 
-    def __init__(self, terms: list[tuple[str, float, LossFn]]) -> None:
+
+class LossSum:
+    """Weighted sum of named loss terms; `parts` holds the last detached value of each term.
+
+    Each term reads the main output or, with output: cls, the image-level logit of a segmentation model
+    with a classification head (its target: whether the mask is non-empty).
+    """
+
+    def __init__(self, terms: list[tuple[str, float, LossFn, str]]) -> None:
         self.terms = terms
         self.parts: dict[str, float] = {}
 
-    def __call__(self, logits: Tensor, batch: dict) -> Tensor:
+    def __call__(self, outputs: Tensor | tuple[Tensor, Tensor], batch: dict) -> Tensor:
+        main, cls = split_outputs(outputs)
         total: Tensor | None = None
-        for name, weight, fn in self.terms:
-            value = fn(logits, batch)
+        for name, weight, fn, on in self.terms:
+            if on == "cls" and cls is None:
+                raise MedalsError(f"loss term {name!r} has output 'cls' but the model has no classification head")
+            value = fn(cls if on == "cls" else main, batch)
             self.parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
         assert total is not None
@@ -165,5 +179,7 @@ def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
     built = []
     for i, term in enumerate(terms):
         name = term.name if sum(t.name == term.name for t in terms) == 1 else f"{term.name}_{i}"
-        built.append((name, term.weight, _make_term(term, i, task)))
+        # The image-level logit is a binary classifier whatever the task.
+        term_task = "binary" if term.output == "cls" else task
+        built.append((name, term.weight, _make_term(term, i, term_task), term.output))
     return LossSum(built)

@@ -8,11 +8,15 @@ An ensemble file is YAML with one top-level key:
       members: [a.yaml, b.yaml]   # relative to this file
       weights: null         # one per member, default equal
       run_dir: null         # default runs/<name>
+      gate:                 # segmentation only, optional
+        members: [c.yaml]   # models with a classification head: their p_cls are stacked
+        folds: 5
+        threshold: 0.65     # keep a mask only where the stacked probability is above this
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,18 +27,33 @@ from medals.config import Recipe, Strict, load_recipe
 from medals.errors import MedalsError
 
 
+class GateSpec(Strict):
+    """Segmentation: stack these members' image-level probabilities (p_cls) into the submission's gate."""
+
+    members: list[str] = Field(min_length=1)
+    folds: int = Field(5, ge=2)  # cross-validation folds of the stacker over the OOF rows
+    threshold: float = 0.65
+
+
 class EnsembleSpec(Strict):
     name: str
     method: Literal["mean", "rank"] = "mean"
     members: list[str] = Field(min_length=1)
     weights: list[float] | None = None
     run_dir: str | None = None
+    gate: GateSpec | None = None
 
 
 @dataclass
 class Plan:
     recipes: list[Path]
     ensemble: EnsembleSpec | None = None
+    gate_recipes: list[Path] = field(default_factory=list)
+
+    @property
+    def all_recipes(self) -> list[Path]:
+        """Everything to train: the members, then gate members that are not members too."""
+        return self.recipes + [p for p in self.gate_recipes if p not in self.recipes]
 
     @property
     def ensemble_dir(self) -> Path | None:
@@ -98,9 +117,9 @@ def make_plan(path: Path) -> Plan:
     return Plan([path])
 
 
-def load_recipes(plan: Plan, overrides: list[str]) -> list[Recipe]:
-    """Every member with the same overrides (a scaled-down trial applies to all of them)."""
-    return [load_recipe(path, overrides) for path in plan.recipes]
+def load_recipes(plan: Plan, overrides: list[str], paths: list[Path] | None = None) -> list[Recipe]:
+    """Every member (or the given paths) with the same overrides (a scaled-down trial applies to all)."""
+    return [load_recipe(path, overrides) for path in (plan.recipes if paths is None else paths)]
 
 
 def describe(recipe: Recipe, path: Path) -> dict[str, str]:

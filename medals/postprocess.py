@@ -54,18 +54,3 @@ def multilabel_decisions(
     if always_top1 and len(probs):
         decisions[np.arange(len(probs)), probs.argmax(axis=1)] = True
     return decisions
-
-
-def gate_masks(masks: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarray:
-    """bool [N, H, W]: image i keeps its mask where ``probs[i] > threshold``, else it becomes empty.
-
-    The image-level gate of a segmentation-plus-classification recipe: a classifier decides whether
-    an image has a finding at all, which removes false-positive specks on empty images.
-    """
-    masks = np.asarray(masks).astype(bool)
-    probs = np.asarray(probs, dtype=np.float64)
-    if masks.ndim != 3:
-        raise MedalsError(f"masks to gate must be an [N, H, W] stack, got shape {masks.shape}")
-    if probs.ndim != 1 or len(probs) != len(masks):
-        raise MedalsError(f"gate probabilities of shape {probs.shape} do not match {len(masks)} masks")
-    return masks & (probs > threshold)[:, None, None]

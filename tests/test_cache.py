@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -81,3 +84,116 @@ def test_cache_reports_unreadable_image(tmp_path):
     (tmp_path / "src" / "1.png").write_bytes(b"nope")
     with pytest.raises(MedalsError, match="1.png: corrupt or unsupported"):
         build_cache(table, 8, tmp_path / "cache")
+
+
+# ---- png cache: DICOM -> PNG -------------------------------------------------------------------
+
+
+def _write_dicom(path, pixels: np.ndarray, photometric: str) -> str:
+    """A minimal single-frame 16-bit grayscale DICOM file, as an X-ray archive would hold."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return str(path)
+
+
+def _dicom_table(tmp_path) -> pd.DataFrame:
+    from pydicom import examples
+
+    rng = np.random.default_rng(1)
+    # a smooth 12-bit ramp plus noise: non-square, so the resize to a square is exercised
+    ramp = np.add.outer(np.arange(90) * 20, np.arange(120) * 10) + rng.integers(0, 200, (90, 120))
+    ramp = np.clip(ramp, 0, 4095)
+    src = tmp_path / "dicom"
+    src.mkdir()
+    paths = {
+        "ct": str(examples.get_path("ct")),
+        "mono2": _write_dicom(src / "mono2.dcm", ramp, "MONOCHROME2"),
+        "mono1": _write_dicom(src / "mono1.dcm", ramp, "MONOCHROME1"),
+        "1.2.840/x": _write_dicom(src / "test.dcm", ramp[::-1], "MONOCHROME2"),
+    }
+    splits = ["train", "train", "train", "test"]
+    return pd.DataFrame({"id": list(paths), "split": splits, "path": list(paths.values())})
+
+
+def test_png_cache_converts_dicom_at_two_sizes(tmp_path):
+    table = _dicom_table(tmp_path)
+    cache = tmp_path / "cache"
+    outs = {size: build_cache(table, size, cache, workers=2, fmt="png") for size in (64, 48)}
+    for size, out in outs.items():
+        assert out["source_path"].tolist() == table["path"].tolist()
+        for row in out.itertuples():
+            assert row.path.endswith(".png") and f"/{size}_png/{row.split}/" in row.path
+            with open(row.path, "rb") as handle:  # a real PNG file, not an npy with a png name
+                assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+            image = read_image(row.path)
+            assert image.shape == (size, size, 1) and image.dtype == np.uint8
+            # the DICOM rules of read_image (rescale, min-max window, MONOCHROME1) then INTER_AREA
+            expected = cv2.resize(read_image(row.source_path), (size, size), interpolation=cv2.INTER_AREA)
+            np.testing.assert_array_equal(image[:, :, 0], expected)
+        mono1 = read_image(out.set_index("id").loc["mono1", "path"])
+        mono2 = read_image(out.set_index("id").loc["mono2", "path"])
+        # full range used (area averaging softens the extreme pixels), dark corner to bright corner
+        assert mono2.min() < 20 and mono2.max() > 235 and mono2[0, 0, 0] < mono2[-1, -1, 0]
+        np.testing.assert_array_equal(mono1, 255 - mono2)  # MONOCHROME1 is inverted
+        ct = read_image(out.set_index("id").loc["ct", "path"])
+        assert ct.std() > 10  # the real CT slice is not blank
+    assert len(list(cache.rglob("*.png"))) == 8 and not list(cache.rglob("*.npy"))
+    assert not list(cache.rglob("*.tmp"))
+
+
+def test_png_cache_is_resumable_and_apart_from_npy(tmp_path):
+    table = _dicom_table(tmp_path)
+    cache = tmp_path / "cache"
+    out = build_cache(table, 64, cache, fmt="png")
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.png")}
+    time.sleep(0.02)
+    again = build_cache(table, 64, cache, fmt="png")
+    assert again["path"].tolist() == out["path"].tolist()
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.png")} == before  # nothing rewritten
+    # a removed file is written again, the others are kept
+    removed = Path(out["path"][2])
+    removed.unlink()
+    build_cache(table, 64, cache, fmt="png")
+    assert removed.exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != removed)
+    # the npy cache of the same size lives in its own folder and holds the same pixels
+    npy = build_cache(out, 64, cache)
+    for png_path, npy_path in zip(out["path"], npy["path"], strict=True):
+        assert Path(npy_path).relative_to(cache).parts[0] == "64" and npy_path.endswith(".npy")
+        assert Path(png_path).relative_to(cache).parts[0] == "64_png"
+        np.testing.assert_array_equal(read_image(npy_path), read_image(png_path))
+
+
+def test_png_cache_colour_and_channel_limits(tmp_path):
+    table = _table(tmp_path)  # RGB sources
+    out = build_cache(table, 16, tmp_path / "cache", fmt="png")
+    for row in out.itertuples():
+        expected = cv2.resize(read_image(row.source_path), (16, 16), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(read_image(row.path), expected)  # RGB order kept
+    paths = []
+    for c in range(5):
+        path = tmp_path / f"c{c}.png"
+        cv2.imwrite(str(path), np.full((30, 20), 10 * c, np.uint8))
+        paths.append(str(path))
+    five = pd.DataFrame({"id": ["five"], "split": ["train"], "path": ["|".join(paths)]})
+    with pytest.raises(MedalsError, match="5 channels, which PNG cannot hold.*cache_format to npy"):
+        build_cache(five, 10, tmp_path / "cache", fmt="png")
+    with pytest.raises(MedalsError, match="cache format 'jpg'"):
+        build_cache(table, 10, tmp_path / "cache", fmt="jpg")

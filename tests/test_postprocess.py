@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medals.errors import MedalsError
-from medals.postprocess import gate_masks, multilabel_decisions, threshold_masks
+from medals.postprocess import multilabel_decisions, threshold_masks
 
 
 def test_threshold_is_strict():
@@ -46,17 +46,3 @@ def test_multilabel_decisions():
     assert multilabel_decisions(probs, 0.55, always_top1=False).sum() == 2
     with pytest.raises(MedalsError, match="2 thresholds given for 3 classes"):
         multilabel_decisions(probs, [0.5, 0.5])
-
-
-def test_gate_masks_keeps_only_images_above_threshold():
-    masks = np.ones((4, 2, 3), dtype=bool)
-    masks[3] = False
-    # 0.65 exactly is not above 0.65 (strict, as threshold_masks); image 3 passes but has no mask.
-    out = gate_masks(masks, np.array([0.9, 0.65, 0.2, 0.99]), 0.65)
-    assert out.dtype == bool and out.shape == masks.shape
-    assert out.reshape(4, -1).sum(axis=1).tolist() == [6, 0, 0, 0]
-    assert masks[1].all()  # the input is not modified
-    with pytest.raises(MedalsError, match="do not match 4 masks"):
-        gate_masks(masks, np.array([0.9, 0.1]), 0.5)
-    with pytest.raises(MedalsError, match=r"\[N, H, W\]"):
-        gate_masks(masks[0], np.array([0.9, 0.1]), 0.5)

@@ -133,3 +133,66 @@ def test_fixed_unmapped_value_is_named():
         make_folds(table.iloc[:4], _recipe(method="fixed", column="tfrecord", mapping=mapping))
     with pytest.raises(MedalsError, match="'x', which is not a number"):
         make_folds(table.assign(tfrecord=["x"] * 6), _recipe(method="fixed", column="tfrecord"))
+
+
+# ---- split.query: folds over a subset of the training rows ----------------------------------------
+
+
+def test_query_keeps_only_matching_rows_and_is_deterministic():
+    from medals.data.splits import fold_table
+
+    table = _table()
+    recipe = _recipe("segmentation", method="kfold", query="has_mask == 1")
+    folds = fold_table(table, recipe)
+    positives = table.loc[table["has_mask"] == 1, "id"].tolist()
+    assert folds["id"].tolist() == positives  # only the positives, in table order
+    assert sorted(folds["fold"].unique().tolist()) == [0, 1, 2, 3, 4]
+    assert folds["fold"].value_counts().max() - folds["fold"].value_counts().min() <= 1
+    pd.testing.assert_frame_equal(folds, fold_table(table, recipe))
+    # the same as splitting the subset by itself; without a query every row gets a fold
+    subset = table[table["has_mask"] == 1].reset_index(drop=True)
+    np.testing.assert_array_equal(folds["fold"].to_numpy(), make_folds(subset, recipe))
+    assert len(fold_table(table, _recipe("segmentation", method="kfold"))) == len(table)
+
+
+def test_query_with_stratified_and_grouped_methods():
+    from medals.data.splits import fold_table
+
+    table = _table()
+    folds = fold_table(table, _recipe(method="stratified", query="label != 0"))
+    assert set(table.set_index("id").loc[folds["id"], "label"]) == {1, 2}
+    grouped = fold_table(table, _recipe(method="grouped", data=GROUPED, query="has_mask == 1", n_folds=3))
+    merged = grouped.merge(table, on="id")
+    assert (merged["has_mask"] == 1).all()
+    assert merged.groupby("group")["fold"].nunique().max() == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("no_such_column == 1", "split.query 'no_such_column == 1' cannot be applied"),
+        ("has_mask ==", "split.query 'has_mask ==' cannot be applied"),
+        ("has_mask", "must give true or false for each training row"),
+        ("has_mask == 7", "keeps none of the 100 training rows"),
+    ],
+)
+def test_query_errors_name_split_query(query, message):
+    from medals.data.splits import fold_table
+
+    with pytest.raises(MedalsError, match=message):
+        fold_table(_table(), _recipe("segmentation", method="kfold", query=query))
+
+
+def test_split_stage_writes_only_queried_rows(tmp_path, capsys):
+    from medals.layout import RunLayout
+    from medals.stages.split import run_split
+
+    table = _table(40)
+    table["split"] = "train"
+    test = pd.DataFrame({"id": ["t0", "t1"], "split": ["test", "test"], "has_mask": [0, 0]})
+    layout = RunLayout(tmp_path)
+    pd.concat([table, test], ignore_index=True).to_parquet(layout.table, index=False)
+    run_split(_recipe("segmentation", method="stratified", query="has_mask == 1", n_folds=3), layout)
+    folds = pd.read_parquet(layout.folds)
+    assert set(folds["id"]) == set(table.loc[table["has_mask"] == 1, "id"])
+    assert f"{len(folds)} of 40 training rows match split.query" in capsys.readouterr().out

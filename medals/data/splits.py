@@ -1,4 +1,8 @@
-"""Fold assignment for the training rows of the table, one integer fold per row."""
+"""Fold assignment for the training rows of the table, one integer fold per row.
+
+``split.query`` narrows the rows that get a fold (e.g. positive images only for a segmentation model);
+the rows it leaves out are absent from folds.parquet, so training and evaluation never see them.
+"""
 
 from __future__ import annotations
 
@@ -142,3 +146,35 @@ def make_folds(table_train: pd.DataFrame, recipe: Recipe) -> np.ndarray:
             f"split.method '{method}' with split.n_folds={split.n_folds} is impossible on {n} rows: {reason}"
         ) from None
     return folds
+
+
+def query_rows(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    """The training rows that split.query keeps (all of them without a query), index reset."""
+    query = recipe.split.query
+    if not query:
+        return table_train.reset_index(drop=True)
+    try:
+        keep = table_train.eval(query)
+    except Exception as exc:  # pandas raises NameError, SyntaxError, ValueError, TypeError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedalsError(f"split.query '{query}' cannot be applied to the training rows: {reason}") from None
+    # DataFrame.query would index with a non-boolean result (e.g. 'has_mask' on a 0/1 column) and pick
+    # rows by label without complaint; insist on a true/false answer per row.
+    if (
+        not isinstance(keep, pd.Series)
+        or not pd.api.types.is_bool_dtype(keep)
+        or len(keep) != len(table_train)
+    ):
+        raise MedalsError(
+            f"split.query '{query}' must give true or false for each training row (e.g. 'has_mask == 1')"
+        )
+    rows = table_train[keep.to_numpy()].reset_index(drop=True)
+    if rows.empty:
+        raise MedalsError(f"split.query '{query}' keeps none of the {len(table_train)} training rows")
+    return rows
+
+
+def fold_table(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    """id and fold of each training row that split.query keeps: the content of folds.parquet."""
+    rows = query_rows(table_train, recipe)
+    return pd.DataFrame({"id": rows["id"].astype(str), "fold": make_folds(rows, recipe)})

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
+from medals.losses import split_outputs
 from medals.train.precision import resolve_precision
 
 
@@ -42,6 +43,20 @@ def predict(
     Row r of the result belongs to the dataset's row r (placed by batch["index"]), whatever the
     loader's order. Segmentation outputs are mapped back from each view before merging.
     """
+    return predict_with_cls(model, loader, task, tta, merge, device, precision, channels_last)[0]
+
+
+def predict_with_cls(
+    model: nn.Module,
+    loader: DataLoader,
+    task: str,
+    tta: int = 1,
+    merge: str = "mean",
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """predict() plus, for a model with a classification head, its image-level probabilities [N]."""
     device = torch.device(device)
     views = views_for(tta)
     segment = task == "segmentation"
@@ -53,6 +68,7 @@ def predict(
 
     total = len(loader.dataset)
     out: np.ndarray | None = None
+    cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
     with torch.inference_mode():
         for batch in loader:
@@ -60,14 +76,17 @@ def predict(
             meta = batch.get("meta")
             if meta is not None:
                 meta = meta.to(device, non_blocking=True)
-            per_view = []
+            per_view, cls_views = [], []
             for view in views:
                 x = apply_view(image, view)
                 if channels_last:  # a transposed view is no longer channels_last-contiguous
                     x = x.contiguous(memory_format=torch.channels_last)
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
                 with ctx:
-                    logits = model(x, meta) if meta is not None else model(x)
+                    outputs = model(x, meta) if meta is not None else model(x)
+                logits, cls_logits = split_outputs(outputs)
+                if cls_logits is not None:
+                    cls_views.append(torch.sigmoid(cls_logits.float()).reshape(-1))
                 probs = activation(logits, task)
                 if segment:
                     probs = invert_view(probs, view)
@@ -81,8 +100,12 @@ def predict(
                 out = np.zeros((total, *probs_np.shape[1:]), dtype=np.float32)
             out[index] = probs_np
             seen[index] = True
+            if cls_views:
+                if cls_out is None:
+                    cls_out = np.zeros(total, dtype=np.float32)
+                cls_out[index] = merge_views(cls_views, merge).cpu().numpy()
 
     if out is None or not seen.all():
         # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
         raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")
-    return out
+    return out, cls_out

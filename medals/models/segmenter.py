@@ -30,8 +30,28 @@ def smp_encoder_name(backbone: str) -> str:
     )
 
 
+class ClassificationHead(nn.Module):
+    """Pneumothorax 2nd place's image-level head on the deepest encoder map: GAP, Linear(C, C), Linear(C, 1).
+
+    Two linear layers with nothing between them, as the solution had them.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.hidden = nn.Linear(channels, channels)
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.out(self.hidden(self.pool(features).flatten(1)))
+
+
 class Segmenter(nn.Module):
-    """Wraps an smp model; forward(image, meta=None) -> mask logits [B, 1, H, W] (meta is ignored)."""
+    """Wraps an smp model; forward(image, meta=None) -> mask logits [B, 1, H, W] (meta is ignored).
+
+    With cls_head, forward returns (mask logits, image logits [B, 1]): smp calls its
+    classification_head on the deepest encoder features.
+    """
 
     def __init__(
         self,
@@ -41,6 +61,7 @@ class Segmenter(nn.Module):
         in_chans: int = 3,
         pretrained: bool = False,
         decoder: dict[str, Any] | None = None,
+        cls_head: bool = False,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -58,6 +79,12 @@ class Segmenter(nn.Module):
             raise MedalsError(
                 f"cannot build {arch} with encoder {self.encoder_name!r} and model.decoder {decoder}: {exc}"
             ) from None
+        if cls_head:
+            self.net.classification_head = ClassificationHead(self.net.encoder.out_channels[-1])
+
+    @property
+    def has_cls_head(self) -> bool:
+        return self.net.classification_head is not None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> Segmenter:
@@ -68,6 +95,7 @@ class Segmenter(nn.Module):
             # A local weights file replaces the download, so never fetch when one is given.
             pretrained=cfg.pretrained and cfg.weights is None,
             decoder=cfg.decoder,
+            cls_head=cfg.cls_head,
         )
 
     @property
@@ -79,5 +107,5 @@ class Segmenter(nn.Module):
         """True for "tu-" encoders, whose timm model sits at `encoder.model` (features only)."""
         return self.encoder_name.startswith("tu-")
 
-    def forward(self, image: Tensor, meta: Tensor | None = None) -> Tensor:
+    def forward(self, image: Tensor, meta: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         return self.net(image)

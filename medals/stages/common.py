@@ -104,10 +104,11 @@ def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: i
 
 
 def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
-    from medals.infer.predict import predict
+    """(probabilities, image-level probabilities of a classification head or None)."""
+    from medals.infer.predict import predict_with_cls
 
     loader = make_eval_loader(recipe, rows, num_classes, with_target)
-    return predict(
+    return predict_with_cls(
         model,
         loader,
         recipe.task,

@@ -11,11 +11,19 @@ from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.files import write_npy, write_parquet
 from medals.layout import RunLayout
+from medals.plan import GateSpec
 from medals.stages.common import require, say
 from medals.stages.submit import write_recipe_submission
 
 
-def run_ensemble(recipes: list[Recipe], method: str, weights: list[float] | None, out_dir: Path) -> Path:
+def run_ensemble(
+    recipes: list[Recipe],
+    method: str,
+    weights: list[float] | None,
+    out_dir: Path,
+    gate: tuple[list[Recipe], GateSpec] | None = None,
+) -> Path:
+    """Combine the members' test predictions; a gate stacks other models' image-level probabilities."""
     from medals.ensemble import combine, combine_arrays
 
     if weights is not None and len(weights) != len(recipes):
@@ -31,9 +39,16 @@ def run_ensemble(recipes: list[Recipe], method: str, weights: list[float] | None
         if method != "mean":
             raise MedalsError("segmentation masks are ensembled by 'mean' only")
         _check_same_ids(tests, recipes)
-        masks = combine_arrays([np.load(layout.test_masks) for layout in layouts], weights)
-        test = tests[0][["id"]]
+        masks = combine_arrays(_same_size([np.load(layout.test_masks) for layout in layouts]), weights)
+        test = tests[0][["id"]].copy()
         write_npy(out_dir / "test_masks.npy", masks.astype(np.float16))
+        if gate is not None:
+            test["p_cls"] = stacked_gate(gate[0], gate[1], test["id"])
+            first = first.model_copy(
+                update={"submit": first.submit.model_copy(update={"gate_threshold": gate[1].threshold})}
+            )
+    elif gate is not None:
+        raise MedalsError("an ensemble gate is for segmentation recipes only")
     else:
         test = combine(tests, method=method, weights=weights)
     write_parquet(out_dir / "test.parquet", test)
@@ -43,6 +58,57 @@ def run_ensemble(recipes: list[Recipe], method: str, weights: list[float] | None
         oof = combine(oofs, method=method, weights=weights)
     say(f"ensemble: {method} of {len(recipes)} models: {', '.join(r.name for r in recipes)}")
     return write_recipe_submission(first, first_layout, test, masks, oof, out_dir / first.submit.file)
+
+
+def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> np.ndarray:
+    """Stack the gate members' image-level probabilities (PTX): a linear model over their OOF p_cls,
+    their mean and pairwise differences, fitted in spec.folds folds; test = mean of the fold models."""
+    from medals.metrics import roc_auc
+    from medals.stacking import fit_stacker, stack_features
+
+    layouts = [RunLayout(recipe.run_path) for recipe in recipes]
+    oofs, tests = [], []
+    for recipe, layout in zip(recipes, layouts, strict=True):
+        oof = pd.read_parquet(require(layout.oof, "evaluate"))
+        test = pd.read_parquet(require(layout.test_predictions, "predict"))
+        if "p_cls" not in oof or "p_cls" not in test:
+            raise MedalsError(
+                f"gate member {recipe.name} has no image-level probabilities: set model.cls_head"
+            )
+        oofs.append(oof.set_index("id")["p_cls"])
+        tests.append(test.set_index("id")["p_cls"])
+    ids = oofs[0].index
+    for recipe, oof in zip(recipes[1:], oofs[1:], strict=True):
+        if set(oof.index) != set(ids):
+            raise MedalsError(f"gate member {recipe.name}: its OOF rows differ from {recipes[0].name}'s")
+    table = pd.read_parquet(layouts[0].table).set_index("id")
+    truth = table.loc[ids, "has_mask"].to_numpy(dtype=np.int64)
+    features = stack_features(np.stack([oof.loc[ids].to_numpy() for oof in oofs], axis=1))
+    stacker = fit_stacker(features, truth, n_folds=spec.folds)
+    say(
+        f"ensemble: gate stack of {len(recipes)} models, OOF AUC {roc_auc(truth, stacker.oof):.4f} "
+        f"(best single {max(roc_auc(truth, oof.loc[ids].to_numpy()) for oof in oofs):.4f})"
+    )
+    test_features = stack_features(np.stack([t.loc[test_ids].to_numpy() for t in tests], axis=1))
+    return stacker.predict(test_features)
+
+
+def _same_size(stacks: list[np.ndarray]) -> list[np.ndarray]:
+    """Upsample every member's masks [N, h, w] to the largest member's size (PTX: 768 -> 1024)."""
+    import cv2
+
+    height, width = max(stack.shape[1:] for stack in stacks)
+    out = []
+    for stack in stacks:
+        if stack.shape[1:] != (height, width):
+            stack = np.stack(
+                [
+                    cv2.resize(m.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+                    for m in stack
+                ]
+            ).astype(np.float16)
+        out.append(stack)
+    return out
 
 
 def _check_same_ids(frames: list[pd.DataFrame], recipes: list[Recipe]) -> None:

@@ -33,12 +33,14 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
     for fold in fold_ids(recipe):
         val = rows[rows["fold"] == fold].reset_index(drop=True)
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
-        probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
+        probs, cls_probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
         truth = _truth(recipe, val, num_classes)
-        per_fold[fold] = score(recipe, val, truth, probs, positive)
+        per_fold[fold] = score(recipe, val, truth, probs, positive, cls_probs)
         say(f"evaluate: fold {fold}: {_fmt(per_fold[fold])}")
         frame = _oof_frame(recipe, val, probs, num_classes)
         frame.insert(1, "fold", fold)
+        if cls_probs is not None:
+            frame["p_cls"] = cls_probs
         frames.append(frame)
         if recipe.task == "segmentation":
             masks.append(probs.astype(np.float16))
@@ -72,7 +74,8 @@ def _pooled_metrics(recipe, rows, oof, masks, num_classes, positive) -> dict:
         probs = np.concatenate(masks).astype(np.float32)
     else:
         probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
-    return score_pooled(recipe, ordered, truth, probs, oof["fold"].to_numpy(), positive)
+    cls_probs = oof["p_cls"].to_numpy() if "p_cls" in oof else None
+    return score_pooled(recipe, ordered, truth, probs, oof["fold"].to_numpy(), positive, cls_probs)
 
 
 def _fmt(metrics: dict) -> str:

@@ -28,25 +28,29 @@ def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
     num_classes = read_labels(layout)["num_classes"]
     n_meta = len(meta_columns(rows))
     ids = rows["id"].astype(str)
-    outputs = []
+    outputs, cls_outputs = [], []
     for fold in fold_ids(recipe):
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
-        probs = predict_rows(recipe, model, rows, num_classes, device, with_target=False)
-        _write(
-            recipe, ids, probs, num_classes, layout.fold_test_predictions(fold), layout.fold_test_masks(fold)
-        )
+        probs, cls_probs = predict_rows(recipe, model, rows, num_classes, device, with_target=False)
+        paths = layout.fold_test_predictions(fold), layout.fold_test_masks(fold)
+        _write(recipe, ids, probs, cls_probs, num_classes, *paths)
         outputs.append(probs)
+        cls_outputs.append(cls_probs)
         say(f"predict: fold {fold}: {len(rows)} test images")
     mean = np.mean(outputs, axis=0)
-    _write(recipe, ids, mean, num_classes, layout.test_predictions, layout.test_masks)
+    cls_mean = None if cls_outputs[0] is None else np.mean(cls_outputs, axis=0)
+    _write(recipe, ids, mean, cls_mean, num_classes, layout.test_predictions, layout.test_masks)
     say(f"predict: mean of {len(outputs)} folds -> {layout.test_predictions}")
 
 
 def _write(
-    recipe: Recipe, ids: pd.Series, probs: np.ndarray, num_classes: int, table_path, masks_path
+    recipe: Recipe, ids: pd.Series, probs, cls_probs, num_classes: int, table_path, masks_path
 ) -> None:
     if recipe.task == "segmentation":
         write_npy(masks_path, probs.astype(np.float16))
-        write_parquet(table_path, pd.DataFrame({"id": ids.to_numpy()}))
+        frame = pd.DataFrame({"id": ids.to_numpy()})
     else:
-        write_parquet(table_path, prob_frame(ids, probs, num_classes))
+        frame = prob_frame(ids, probs, num_classes)
+    if cls_probs is not None:
+        frame["p_cls"] = cls_probs.astype(np.float32)
+    write_parquet(table_path, frame)

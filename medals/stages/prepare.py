@@ -17,8 +17,9 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
     if recipe.data.cache_size:
         from medals.data.cache import build_cache
 
-        say(f"prepare: caching {len(table)} images at {recipe.data.cache_size} px")
-        table = build_cache(table, recipe.data.cache_size, layout.cache_dir)
+        size, fmt = recipe.data.cache_size, recipe.data.cache_format
+        say(f"prepare: caching {len(table)} images at {size} px as {fmt}")
+        table = build_cache(table, size, layout.cache_dir, fmt=fmt)
     write_json(layout.labels, {"classes": classes, "num_classes": num_classes})
     write_parquet(layout.table, table)
     counts = table["split"].value_counts().to_dict()

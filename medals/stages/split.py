@@ -1,8 +1,6 @@
-"""split: a fold number for every training row -> folds.parquet."""
+"""split: a fold number for every training row (those split.query keeps) -> folds.parquet."""
 
 from __future__ import annotations
-
-import pandas as pd
 
 from medals.config import Recipe
 from medals.files import write_parquet
@@ -11,11 +9,12 @@ from medals.stages.common import read_table, say
 
 
 def run_split(recipe: Recipe, layout: RunLayout) -> None:
-    from medals.data.splits import make_folds
+    from medals.data.splits import fold_table
 
     table = read_table(layout)
     train = table[table["split"] == "train"].reset_index(drop=True)
-    folds = pd.DataFrame({"id": train["id"].astype(str), "fold": make_folds(train, recipe)})
+    folds = fold_table(train, recipe)
     write_parquet(layout.folds, folds)
     sizes = folds["fold"].value_counts().sort_index().to_dict()
-    say(f"split: {recipe.split.method} into {recipe.split.n_folds} folds, sizes {sizes}")
+    kept = f" ({len(folds)} of {len(train)} training rows match split.query)" if recipe.split.query else ""
+    say(f"split: {recipe.split.method} into {recipe.split.n_folds} folds, sizes {sizes}{kept}")

@@ -87,10 +87,28 @@ def _rle(recipe, layout, test, masks, columns) -> pd.DataFrame:
     from medals.postprocess import threshold_masks
     from medals.submit import rle_submission
 
+    keep = _gate(recipe, test)
     sizes = test_rows(layout).set_index("id").loc[test["id"], ["height", "width"]].to_numpy()
     full = []
-    for probs, (height, width) in zip(masks, sizes, strict=True):
+    for probs, (height, width), kept in zip(masks, sizes, keep, strict=True):
+        if not kept:
+            full.append(np.zeros((int(height), int(width)), dtype=bool))
+            continue
         # Upsample probabilities, not decisions, so the mask edge is placed at full resolution.
         up = cv2.resize(probs.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
         full.append(threshold_masks(up[None], recipe.submit.pixel_threshold, recipe.submit.min_area)[0])
     return rle_submission(test["id"], full, columns, recipe.data.rle_format)
+
+
+def _gate(recipe: Recipe, test: pd.DataFrame) -> np.ndarray:
+    """Which images may keep a mask: image-level probability (p_cls) above submit.gate_threshold."""
+    threshold = recipe.submit.gate_threshold
+    if threshold is None:
+        return np.ones(len(test), dtype=bool)
+    if "p_cls" not in test:
+        raise MedalsError(
+            "submit.gate_threshold needs image-level probabilities: set model.cls_head or gate an ensemble"
+        )
+    kept = test["p_cls"].to_numpy() > threshold
+    say(f"submit: gate keeps masks of {int(kept.sum())} of {len(kept)} images (p_cls > {threshold})")
+    return kept

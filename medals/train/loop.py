@@ -129,7 +129,8 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
     """Digest of what a fold's checkpoints depend on: the recipe's training sections and the fold's rows."""
     dumped = recipe.model_dump(mode="json")
     train = {k: v for k, v in dumped["train"].items() if k not in (*NEUTRAL_TRAIN_KEYS, "folds")}
-    data = {k: v for k, v in dumped["data"].items() if k != "root"}
+    # npy and png caches hold the same pixels, and the root may move with the data.
+    data = {k: v for k, v in dumped["data"].items() if k not in ("root", "cache_format")}
     rows = sorted(f"{i}:{f}" for i, f in zip(table["id"].astype(str), table["fold"].astype(int), strict=True))
     payload = {
         "task": recipe.task,
@@ -430,21 +431,25 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     probabilities come from predict's own activation, so they match what evaluate computes at tta 1.
     """
     from medals.infer.predict import activation
+    from medals.losses import split_outputs
     from medals.scoring import score
 
     task = run.recipe.task
     run.model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
-    truths, probs = [], []
+    truths, probs, cls_probs = [], [], []
     for cpu_batch in run.val_loader:
         batch = _to_device(cpu_batch, run.device, run.recipe.train.channels_last)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            logits = run.model(batch["image"], batch.get("meta"))
-            loss = run.loss_fn(logits, batch)
+            outputs = run.model(batch["image"], batch.get("meta"))
+            loss = run.loss_fn(outputs, batch)
         size = batch["image"].shape[0]
         loss_sum += loss.detach().float() * size
         seen += size
+        logits, cls_logits = split_outputs(outputs)
         prob = activation(logits, task)
+        if cls_logits is not None:
+            cls_probs.append(torch.sigmoid(cls_logits.float()).reshape(-1).cpu().numpy())
         if task == "multiclass":
             probs.append(prob.cpu().numpy())
             truths.append(cpu_batch["target"].numpy().astype(np.int64))
@@ -457,7 +462,8 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
             truths.append(cpu_batch["mask"][:, 0].numpy() > 0.5)
     truth = np.concatenate(truths)
     prob = np.concatenate(probs).astype(np.float32)
-    metrics = score(run.recipe, run.val_rows, truth, prob, run.positive)
+    cls_prob = np.concatenate(cls_probs) if cls_probs else None
+    metrics = score(run.recipe, run.val_rows, truth, prob, run.positive, cls_prob)
     return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 
