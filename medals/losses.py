@@ -146,7 +146,9 @@ class LossSum:
         total: Tensor | None = None
         for name, weight, fn, on in self.terms:
             if on == "cls" and cls is None:
-                raise MedalsError(f"loss term {name!r} has output 'cls' but the model has no classification head")
+                raise MedalsError(
+                    f"loss term {name!r} has output 'cls' but the model has no classification head"
+                )
             value = fn(cls if on == "cls" else main, batch)
             self.parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
