@@ -12,7 +12,7 @@ from medals.errors import MedalsError
 from medals.files import write_npy, write_parquet
 from medals.layout import RunLayout
 from medals.plan import GateSpec
-from medals.stages.common import require, say
+from medals.stages.common import positive_index, read_labels, require, say
 from medals.stages.submit import write_recipe_submission
 
 
@@ -34,6 +34,8 @@ def run_ensemble(
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
+    if first.task == "multiclass" and first.submit_kind == "probability":
+        tests = _submitted_class_only(recipes, layouts, tests)
     masks = None
     if first.task == "segmentation":
         if method != "mean":
@@ -91,6 +93,22 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     )
     test_features = stack_features(np.stack([t.loc[test_ids].to_numpy() for t in tests], axis=1))
     return stacker.predict(test_features)
+
+
+def _submitted_class_only(recipes, layouts, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Each member's probability of its submit.target_class, under the first member's column name.
+
+    Members may have different label spaces (the melanoma set mixes 9- and 4-class models); what is
+    ensembled is the probability each one submits.
+    """
+    columns = []
+    for recipe, layout in zip(recipes, layouts, strict=True):
+        index = positive_index(recipe, read_labels(layout)["classes"])
+        columns.append(f"p_{1 if index is None else index}")
+    return [
+        frame[["id", column]].rename(columns={column: columns[0]})
+        for frame, column in zip(frames, columns, strict=True)
+    ]
 
 
 def _same_size(stacks: list[np.ndarray]) -> list[np.ndarray]:

@@ -28,7 +28,7 @@ def run_train(recipe: Recipe, layout: RunLayout, device) -> None:
         )
         if result:
             shown = ", ".join(
-                f"{key} {value:.4f}" for key, value in result.items() if isinstance(value, float)
+                f"{key} {value:.4g}" for key, value in result.items() if isinstance(value, float)
             )
             say(f"train: fold {fold} done: {shown}")
 
