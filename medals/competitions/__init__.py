@@ -1,1 +1,3 @@
 """Competition-specific pieces (data adapters) that recipes name; importing registers them."""
+
+from medals.competitions import melanoma  # noqa: F401  (registers "melanoma_isic")
