@@ -96,7 +96,9 @@ class ModelConfig(Strict):
     weights: str | None = None  # local weights file for the backbone
     weights_mapping: Literal["name", "position"] = "name"
     in_chans: int = 3
-    head: Literal["linear", "msd", "meta"] = "linear"
+    # pool_concat (HPA1: concat(avg, max) pool, BN, Dropout(model.dropout), Linear(2F->F), ReLU, BN, Dropout,
+    # Linear) and attention (HPA3: per-class spatial attention) work on the backbone's unpooled feature map.
+    head: Literal["linear", "msd", "meta", "pool_concat", "attention"] = "linear"
     dropout: float = 0.0
     msd_samples: int = 5
     msd_dropout: float = 0.5
@@ -106,6 +108,11 @@ class ModelConfig(Strict):
     # Segmentation: an image-level "is anything there" logit from the deepest encoder map, trained by
     # loss terms with output: cls and used by submit.gate_threshold.
     cls_head: bool = False
+    # HPA1 "large" DenseNet: an extra 2x2 max-pool after the stem (densenet backbones only).
+    stem_pool: bool = False
+    # HPA3 InceptionV3: a second per-class attention head on the penultimate backbone stage; its logits are
+    # the model's second output, trained by loss terms with output: aux (HPA3 weight 0.4), unused in predictions.
+    aux_head: bool = False
 
 
 class LossTerm(Strict):
@@ -113,7 +120,8 @@ class LossTerm(Strict):
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
     # "cls": the image-level logit of model.cls_head (the key is not "on": YAML reads that as true)
-    output: Literal["main", "cls"] = "main"
+    # "aux": the auxiliary-head logits of a classifier with model.aux_head (same targets as "main")
+    output: Literal["main", "cls", "aux"] = "main"
 
 
 class ScheduleConfig(Strict):
@@ -228,6 +236,13 @@ class Recipe(Strict):
             raise ValueError("model.cls_head is for task segmentation")
         if any(term.output == "cls" for term in self.loss or []) and not self.model.cls_head:
             raise ValueError("a loss term has output 'cls' but model.cls_head is false")
+        # HPA heads (model.stem_pool, model.aux_head, loss output aux)
+        if (self.model.stem_pool or self.model.aux_head) and self.model.arch != "classifier":
+            raise ValueError("model.stem_pool and model.aux_head are for model.arch classifier")
+        if self.model.aux_head and self.model.head != "attention":
+            raise ValueError("model.aux_head needs model.head 'attention'")
+        if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
+            raise ValueError("a loss term has output 'aux' but model.aux_head is false")
         if self.train.swa is not None:
             bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
             if bad:

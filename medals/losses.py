@@ -123,8 +123,105 @@ def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
     return fn
 
 
+def _columns(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """[N, C] float32 views: one column per class (dim 1), rows over the batch (and any pixels)."""
+    if logits.ndim == 1:
+        return logits.float()[:, None], target.float()[:, None]
+    c = logits.shape[1]
+    x = logits.float().transpose(0, 1).reshape(c, -1).T
+    t = target.float().transpose(0, 1).reshape(c, -1).T
+    return x, t
+
+
+def lovasz_hinge_columns(logits: Tensor, target: Tensor) -> Tensor:
+    """Binary Lovasz hinge (Berman et al. 2018) of each column of [N, C] logits; returns [C].
+
+    Per column: hinge errors e = 1 - x * (2t - 1), sorted in decreasing order, dotted (after ReLU)
+    with the gradient of the Lovasz extension of the Jaccard loss at that order:
+    g_1 = J_1, g_i = J_i - J_(i-1), J_i = 1 - (P - tp_i) / (P + fp_i) where P is the column's number
+    of positives and tp_i, fp_i count positives and negatives among the first i sorted errors.
+    """
+    signs = 2 * target - 1
+    errors = 1 - logits * signs
+    errors_sorted, order = torch.sort(errors, dim=0, descending=True)
+    gt_sorted = torch.gather(target, 0, order)
+    positives = gt_sorted.sum(0, keepdim=True)
+    intersection = positives - gt_sorted.cumsum(0)
+    union = positives + (1 - gt_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]], dim=0)
+    return (F.relu(errors_sorted) * grad).sum(0)
+
+
+@register_loss("lovasz")
+def lovasz(task: str, per_class: bool = True, symmetric: bool = True) -> LossFn:
+    """Lovasz hinge on sigmoid logits, as the HPA 1st place solution used it.
+
+    per_class=True (HPA1): one Lovasz hinge per class over the batch's images (and pixels), averaged over
+    classes; False: a single hinge over every element flattened. symmetric=True averages the loss of
+    (logits, targets) and of (-logits, 1 - targets), so negatives are scored like positives.
+    """
+
+    def one_way(x: Tensor, t: Tensor) -> Tensor:
+        if not per_class:
+            x, t = x.reshape(-1, 1), t.reshape(-1, 1)
+        return lovasz_hinge_columns(x, t).mean()
+
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        x, t = _columns(*binary_pair(logits, batch, task))
+        loss = one_way(x, t)
+        if symmetric:
+            loss = (loss + one_way(-x, 1 - t)) / 2
+        return loss
+
+    return fn
+
+
+def hard_negative_count(
+    n_pos: Tensor, n_neg: Tensor, neg_more: int = 2, neg_least_ratio: float = 0.5, neg_max_ratio: float = 0.7
+) -> Tensor:
+    """How many negatives hard-negative BCE keeps in a column with n_pos positives and n_neg negatives:
+
+    min(n_neg, n_pos + max(neg_more, floor(neg_least_ratio * n_neg)), floor(neg_max_ratio * n_neg) + neg_more).
+    """
+    n_pos, n_neg = n_pos.double(), n_neg.double()
+    at_least = torch.clamp(torch.floor(neg_least_ratio * n_neg), min=neg_more)
+    k = torch.minimum(n_neg, n_pos + at_least)
+    return torch.minimum(k, torch.floor(neg_max_ratio * n_neg) + neg_more).long()
+
+
+@register_loss("hard_bce")
+def hard_bce(
+    task: str, neg_more: int = 2, neg_least_ratio: float = 0.5, neg_max_ratio: float = 0.7
+) -> LossFn:
+    """Hard-negative-mined BCE (HPA1's "hard log loss"), per class over the batch.
+
+    For each class: every positive image plus the k negatives with the highest logits (the highest BCE),
+    k from hard_negative_count; the mean BCE over those, then the mean over classes.
+    """
+
+    def fn(logits: Tensor, batch: dict) -> Tensor:
+        x, t = _columns(*binary_pair(logits, batch, task))
+        neg = t <= 0
+        n_neg = neg.sum(0)
+        k = hard_negative_count(len(t) - n_neg, n_neg, neg_more, neg_least_ratio, neg_max_ratio)
+        # Rank of each negative among its column's negatives by decreasing logit (positives rank last).
+        key = torch.where(neg, x, torch.full_like(x, -torch.inf))
+        order = torch.argsort(key, dim=0, descending=True)
+        rank = torch.argsort(order, dim=0)  # the inverse permutation
+        keep = (~neg | (rank < k)).to(x.dtype)
+        bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        return ((bce * keep).sum(0) / keep.sum(0)).mean()
+
+    return fn
+
+
 def split_outputs(outputs: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
-    """(main logits, image-level cls logits or None) from a model's forward output."""
+    """(main logits, second output or None) from a model's forward output.
+
+    The second output is a segmentation model's image-level cls logit (model.cls_head) or a
+    classifier's auxiliary-head logits (model.aux_head); only the former is a prediction.
+    """
     if isinstance(outputs, tuple):
         return outputs[0], outputs[1]
     return outputs, None
@@ -134,7 +231,8 @@ class LossSum:
     """Weighted sum of named loss terms; `parts` holds the last detached value of each term.
 
     Each term reads the main output or, with output: cls, the image-level logit of a segmentation model
-    with a classification head (its target: whether the mask is non-empty).
+    with a classification head (its target: whether the mask is non-empty), or, with output: aux, the
+    auxiliary-head logits of a classifier with model.aux_head (same targets as the main output).
     """
 
     def __init__(self, terms: list[tuple[str, float, LossFn, str]]) -> None:
@@ -149,7 +247,9 @@ class LossSum:
                 raise MedalsError(
                     f"loss term {name!r} has output 'cls' but the model has no classification head"
                 )
-            value = fn(cls if on == "cls" else main, batch)
+            if on == "aux" and cls is None:
+                raise MedalsError(f"loss term {name!r} has output 'aux' but the model has no auxiliary head")
+            value = fn(main if on == "main" else cls, batch)
             self.parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
         assert total is not None
@@ -181,7 +281,7 @@ def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
     built = []
     for i, term in enumerate(terms):
         name = term.name if sum(t.name == term.name for t in terms) == 1 else f"{term.name}_{i}"
-        # The image-level logit is a binary classifier whatever the task.
+        # The image-level logit is a binary classifier whatever the task; an aux head shares the main task.
         term_task = "binary" if term.output == "cls" else task
         built.append((name, term.weight, _make_term(term, i, term_task), term.output))
     return LossSum(built)

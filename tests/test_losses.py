@@ -116,8 +116,8 @@ def test_gradients_flow():
 
 
 def test_errors_name_the_loss():
-    with pytest.raises(MedalsError, match=r"'lovasz'.*known: bce, ce, dice, focal"):
-        build_loss([LossTerm(name="lovasz")], "segmentation")
+    with pytest.raises(MedalsError, match=r"'jaccard'.*known: bce, ce, dice, focal, hard_bce, lovasz"):
+        build_loss([LossTerm(name="jaccard")], "segmentation")
     with pytest.raises(MedalsError, match=r"focal.*'gama'"):
         build_loss([LossTerm(name="focal", params={"gama": 2})], "multilabel")
     with pytest.raises(MedalsError, match="ce"):

@@ -85,7 +85,9 @@ def predict_with_cls(
                 with ctx:
                     outputs = model(x, meta) if meta is not None else model(x)
                 logits, cls_logits = split_outputs(outputs)
-                if cls_logits is not None:
+                # A segmentation model's second output is its image-level logit; a classifier's is
+                # an auxiliary training head, not used at inference.
+                if cls_logits is not None and segment:
                     cls_views.append(torch.sigmoid(cls_logits.float()).reshape(-1))
                 probs = activation(logits, task)
                 if segment:

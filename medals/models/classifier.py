@@ -1,4 +1,5 @@
-"""Image classifier: a timm backbone giving pooled features, then a head (linear, msd or meta)."""
+"""Image classifier: a timm backbone, then a head on its pooled features (linear, msd, meta) or on its
+feature map (pool_concat, attention)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,36 @@ from torch import Tensor, nn
 
 from medals.config import ModelConfig
 from medals.errors import MedalsError
-from medals.models.heads import LinearHead, MetaBranch, MultiSampleDropoutHead
+from medals.models.heads import (
+    AttentionHead,
+    LinearHead,
+    MetaBranch,
+    MultiSampleDropoutHead,
+    PoolConcatHead,
+)
+
+# Heads that read the unpooled feature map [B, F, H, W] (backbone made with global_pool="").
+MAP_HEADS = ("pool_concat", "attention")
+
+
+def add_stem_pool(backbone: nn.Module, name: str) -> None:
+    """HPA1's "large" DenseNet: an extra MaxPool2d(2) right after the stem's max-pool (features.pool0).
+
+    The pool has no weights, so state dicts and weight files are unchanged; every later map is halved.
+    """
+    pool0 = getattr(getattr(backbone, "features", None), "pool0", None)
+    if not isinstance(backbone, timm.models.densenet.DenseNet) or pool0 is None:
+        raise MedalsError(f"model.stem_pool is for densenet backbones, not {name!r}")
+    backbone.features.pool0 = nn.Sequential(pool0, nn.MaxPool2d(kernel_size=2, stride=2))
 
 
 class Classifier(nn.Module):
     """`backbone` (timm, num_classes=0) -> pooled features [B, num_features] -> `head` -> logits [B, K].
 
     With head "meta", `meta_branch` maps the meta features and its output is concatenated to the
-    image features before a multi-sample-dropout head.
+    image features before a multi-sample-dropout head. Heads "pool_concat" and "attention" read the
+    unpooled feature map instead. With aux_head, forward returns (logits, aux logits) in train and eval:
+    the aux logits come from an attention head on the penultimate stage and only feed a loss term.
     """
 
     def __init__(
@@ -34,13 +57,22 @@ class Classifier(nn.Module):
         n_meta: int = 0,
         meta_hidden: Sequence[int] = (512, 128),
         meta_dropout: float = 0.3,
+        stem_pool: bool = False,
+        aux_head: bool = False,
     ) -> None:
         super().__init__()
-        # num_classes=0 makes timm return pooled features; the head is ours.
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+        # num_classes=0 makes timm return pooled features (or, with global_pool="", the map); the head is ours.
+        self.map_head = head in MAP_HEADS
+        extra = {"global_pool": ""} if self.map_head else {}
+        self.backbone = timm.create_model(
+            backbone, pretrained=pretrained, num_classes=0, in_chans=in_chans, **extra
+        )
+        if stem_pool:
+            add_stem_pool(self.backbone, backbone)
         self.num_features: int = int(self.backbone.num_features)
         self.head_kind = head
         self.meta_branch: MetaBranch | None = None
+        self.aux_head: AttentionHead | None = None
         if head == "linear":
             self.head: nn.Module = LinearHead(self.num_features, num_classes, dropout)
         elif head == "msd":
@@ -49,8 +81,19 @@ class Classifier(nn.Module):
             self.meta_branch = MetaBranch(n_meta, meta_hidden, meta_dropout)
             width = self.num_features + self.meta_branch.out_features
             self.head = MultiSampleDropoutHead(width, num_classes, msd_samples, msd_dropout)
+        elif head == "pool_concat":
+            self.head = PoolConcatHead(self.num_features, num_classes, dropout)
+        elif head == "attention":
+            self.head = AttentionHead(self.num_features, num_classes)
         else:
             raise ValueError(f"unknown head {head!r}")
+        if aux_head:
+            if head != "attention":
+                raise MedalsError("model.aux_head needs model.head 'attention'")
+            if not hasattr(self.backbone, "forward_intermediates"):
+                raise MedalsError(f"model.aux_head: backbone {backbone!r} has no forward_intermediates")
+            # The penultimate feature stage (inception_v3: Mixed_6e, as in the HPA3 solution).
+            self.aux_head = AttentionHead(int(self.backbone.feature_info[-2]["num_chs"]), num_classes)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, num_classes: int, n_meta: int = 0) -> Classifier:
@@ -67,13 +110,22 @@ class Classifier(nn.Module):
             n_meta=n_meta,
             meta_hidden=cfg.meta_hidden,
             meta_dropout=cfg.meta_dropout,
+            stem_pool=cfg.stem_pool,
+            aux_head=cfg.aux_head,
         )
 
     def features(self, image: Tensor) -> Tensor:
-        """Pooled backbone features [B, num_features]."""
+        """Pooled backbone features [B, num_features] (the map's average for the map heads)."""
+        if self.map_head:
+            return self.backbone.forward_features(image).mean((2, 3))
         return self.backbone(image)
 
-    def forward(self, image: Tensor, meta: Tensor | None = None) -> Tensor:
+    def forward(self, image: Tensor, meta: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        if self.aux_head is not None:
+            fmap, (penultimate, _) = self.backbone.forward_intermediates(image, indices=2)
+            return self.head(fmap), self.aux_head(penultimate)
+        if self.map_head:
+            return self.head(self.backbone.forward_features(image))
         feats = self.backbone(image)
         if self.meta_branch is not None:
             if meta is None:

@@ -448,7 +448,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
         seen += size
         logits, cls_logits = split_outputs(outputs)
         prob = activation(logits, task)
-        if cls_logits is not None:
+        if cls_logits is not None and task == "segmentation":
             cls_probs.append(torch.sigmoid(cls_logits.float()).reshape(-1).cpu().numpy())
         if task == "multiclass":
             probs.append(prob.cpu().numpy())
