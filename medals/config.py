@@ -87,6 +87,9 @@ class SplitConfig(Strict):
     # Only training rows matching this pandas query get folds, e.g. 'has_mask == 1'; the others are left
     # out of training and evaluation.
     query: str | None = None
+    # Training rows matching this pandas query train in every fold and are never validated on
+    # (fold -1), e.g. "is_extra == 1" for external images with pseudo masks.
+    train_only: str | None = None
 
 
 class ModelConfig(Strict):

@@ -6,6 +6,8 @@ A killed process therefore never leaves a half-written file that a resumed run w
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -41,8 +43,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no such numbers."""
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=float, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -86,14 +86,15 @@ def load_ensemble(path: Path) -> Plan:
         key = ".".join(str(part) for part in ("ensemble", *err["loc"]))
         raise MedalsError(f"{path}: key '{key}': {err['msg']}") from None
     members = [path.parent / member for member in spec.members]
-    missing = [str(member) for member in members if not member.is_file()]
+    gates = [path.parent / member for member in spec.gate.members] if spec.gate else []
+    missing = [str(member) for member in members + gates if not member.is_file()]
     if missing:
         raise MedalsError(f"{path}: member recipe {missing[0]} does not exist")
     if spec.weights is not None and len(spec.weights) != len(members):
         raise MedalsError(
             f"{path}: ensemble.weights has {len(spec.weights)} values for {len(members)} members"
         )
-    return Plan(members, spec)
+    return Plan(members, spec, gates)
 
 
 def make_plan(path: Path) -> Plan:

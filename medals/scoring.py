@@ -38,6 +38,8 @@ def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, fl
 def cls_metrics(rows: pd.DataFrame, cls_probs: np.ndarray) -> dict[str, float]:
     """AUC and best-threshold F1 of a segmentation model's image-level head against 'mask not empty'."""
     truth = rows["has_mask"].to_numpy(dtype=np.int64)
+    if len(np.unique(truth)) < 2:
+        return {}  # e.g. a model validated on positive images only: nothing to separate
     best, f1 = sweep_f1(truth, cls_probs, _GRID)
     return {"cls_auc": roc_auc(truth, cls_probs), "cls_f1": f1[best], "cls_threshold": best}
 

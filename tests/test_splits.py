@@ -196,3 +196,21 @@ def test_split_stage_writes_only_queried_rows(tmp_path, capsys):
     folds = pd.read_parquet(layout.folds)
     assert set(folds["id"]) == set(table.loc[table["has_mask"] == 1, "id"])
     assert f"{len(folds)} of 40 training rows match split.query" in capsys.readouterr().out
+
+
+def test_train_only_rows_get_fold_minus_one():
+    from medals.data.splits import fold_table
+
+    table = _table()
+    table["is_extra"] = (np.arange(len(table)) % 4 == 0).astype(int)
+    recipe = _recipe("segmentation", method="kfold", train_only="is_extra == 1")
+    folds = fold_table(table, recipe)
+    extra = table["is_extra"].to_numpy() == 1
+    assert (folds["fold"].to_numpy()[extra] == -1).all()
+    assert sorted(folds["fold"][~extra].unique().tolist()) == [0, 1, 2, 3, 4]
+    rest = table[~extra].reset_index(drop=True)
+    np.testing.assert_array_equal(folds["fold"].to_numpy()[~extra], make_folds(rest, recipe))
+    with pytest.raises(MedalsError, match="split.train_only 'has_mask >= 0' leaves no rows"):
+        fold_table(table, _recipe("segmentation", method="kfold", train_only="has_mask >= 0"))
+    with pytest.raises(MedalsError, match="split.train_only 'nope == 1' cannot be applied"):
+        fold_table(table, _recipe("segmentation", method="kfold", train_only="nope == 1"))

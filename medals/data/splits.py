@@ -148,16 +148,13 @@ def make_folds(table_train: pd.DataFrame, recipe: Recipe) -> np.ndarray:
     return folds
 
 
-def query_rows(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-    """The training rows that split.query keeps (all of them without a query), index reset."""
-    query = recipe.split.query
-    if not query:
-        return table_train.reset_index(drop=True)
+def _matches(table_train: pd.DataFrame, query: str, key: str) -> np.ndarray:
+    """Boolean row mask of a pandas query over the training rows; errors name the key."""
     try:
         keep = table_train.eval(query)
     except Exception as exc:  # pandas raises NameError, SyntaxError, ValueError, TypeError, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedalsError(f"split.query '{query}' cannot be applied to the training rows: {reason}") from None
+        raise MedalsError(f"{key} '{query}' cannot be applied to the training rows: {reason}") from None
     # DataFrame.query would index with a non-boolean result (e.g. 'has_mask' on a 0/1 column) and pick
     # rows by label without complaint; insist on a true/false answer per row.
     if (
@@ -166,15 +163,33 @@ def query_rows(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         or len(keep) != len(table_train)
     ):
         raise MedalsError(
-            f"split.query '{query}' must give true or false for each training row (e.g. 'has_mask == 1')"
+            f"{key} '{query}' must give true or false for each training row (e.g. 'has_mask == 1')"
         )
-    rows = table_train[keep.to_numpy()].reset_index(drop=True)
+    return keep.to_numpy()
+
+
+def query_rows(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    """The training rows that split.query keeps (all of them without a query), index reset."""
+    query = recipe.split.query
+    if not query:
+        return table_train.reset_index(drop=True)
+    rows = table_train[_matches(table_train, query, "split.query")].reset_index(drop=True)
     if rows.empty:
         raise MedalsError(f"split.query '{query}' keeps none of the {len(table_train)} training rows")
     return rows
 
 
 def fold_table(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-    """id and fold of each training row that split.query keeps: the content of folds.parquet."""
+    """id and fold of each training row that split.query keeps: the content of folds.parquet.
+
+    Rows matching split.train_only get fold -1: every fold trains on them and none validates on
+    them (e.g. external images with pseudo masks).
+    """
     rows = query_rows(table_train, recipe)
-    return pd.DataFrame({"id": rows["id"].astype(str), "fold": make_folds(rows, recipe)})
+    only = recipe.split.train_only
+    extra = _matches(rows, only, "split.train_only") if only else np.zeros(len(rows), dtype=bool)
+    if extra.all():
+        raise MedalsError(f"split.train_only '{only}' leaves no rows to validate on")
+    folds = np.full(len(rows), -1, dtype=np.int64)
+    folds[~extra] = make_folds(rows[~extra].reset_index(drop=True), recipe)
+    return pd.DataFrame({"id": rows["id"].astype(str), "fold": folds})

@@ -68,6 +68,8 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     from medals.metrics import roc_auc
     from medals.stacking import fit_stacker, stack_features
 
+    if not recipes:
+        raise MedalsError("the ensemble gate names no member recipes")
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     oofs, tests = [], []
     for recipe, layout in zip(recipes, layouts, strict=True):
