@@ -1,3 +1,6 @@
 """Competition-specific pieces (data adapters) that recipes name; importing registers them."""
 
-from medals.competitions import melanoma  # noqa: F401  (registers "melanoma_isic")
+from medals.competitions import (
+    melanoma,  # noqa: F401  (registers "melanoma_isic")
+    pneumothorax,  # noqa: F401  (registers "siim_acr")
+)
