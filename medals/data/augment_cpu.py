@@ -4,12 +4,14 @@ Each op is `{"name": <albumentations class name>, **kwargs}`; compose ops (OneOf
 take their children under "transforms". Kwargs are passed through to albumentations 2.0.8 unchanged, so
 its own argument names apply (e.g. GaussNoise(std_range=...), CoarseDropout(num_holes_range=...)).
 Resize to the training size and normalisation are always appended; masks follow every geometric op.
+A few ops are medals' own (CUSTOM_OPS, extended with register_op): `{name: PolicyFile, path: ...}` is a
+OneOf over the sub-policies kept by a policy search (medals.augment_policy).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import albumentations as A
@@ -124,6 +126,8 @@ def _build_op(item: Any, path: str) -> A.BasicTransform | A.BaseCompose:
         raise MedalsError(f"{path}: each op must be a mapping with a 'name' key, got {item!r}")
     kwargs = dict(item)
     name = kwargs.pop("name")
+    if isinstance(name, str) and name in CUSTOM_OPS:
+        return CUSTOM_OPS[name](kwargs, f"{path} (op '{name}')")
     cls = _lookup(name, path)
     where = f"{path} (op '{name}')"
     is_compose = issubclass(cls, A.BaseCompose)
@@ -161,6 +165,35 @@ def _build_op(item: Any, path: str) -> A.BasicTransform | A.BaseCompose:
             msg = first["msg"].removeprefix("Value error, ")
             raise MedalsError(f"{where}: {problem}: {msg}") from None
         raise MedalsError(f"{where}: bad arguments ({str(exc).splitlines()[0]})") from None
+
+
+# medals' own ops: name -> builder(kwargs without "name", where) returning an albumentations object.
+CustomOp = Callable[[dict[str, Any], str], A.BasicTransform | A.BaseCompose]
+CUSTOM_OPS: dict[str, CustomOp] = {}
+
+
+def register_op(name: str, builder: CustomOp) -> None:
+    """Make `{name: <name>, ...}` usable in train.augment (names must not shadow albumentations ones)."""
+    if hasattr(A, name):
+        raise ValueError(f"custom op name '{name}' is already an albumentations name")
+    CUSTOM_OPS[name] = builder
+
+
+def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
+    """OneOf over every sub-policy in a policies file (path absolute or relative to the working folder)."""
+    from medals.augment_policy import load_subpolicies, policy_to_spec
+
+    for key in kwargs:
+        if key not in ("path", "p"):
+            raise MedalsError(f"{where}: unknown argument '{key}' (accepted: path, p)")
+    path = kwargs.get("path")
+    if not isinstance(path, str) or not path:
+        raise MedalsError(f"{where}: key 'path' must name a policies file (JSON from a policy search)")
+    (one_of,) = policy_to_spec(load_subpolicies(path))
+    return _build_op({**one_of, "p": kwargs.get("p", 1.0)}, f"{where} from {path}")
+
+
+register_op("PolicyFile", _policy_file)
 
 
 def build_ops(
