@@ -38,6 +38,10 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     if "train" in payload:
         # Progress bars and loader workers change nothing in the results.
         payload["train"] = {k: v for k, v in payload["train"].items() if k not in NEUTRAL_TRAIN_KEYS}
+        # Files the augmentation reads (policies) are inputs of training too.
+        from medals.train.loop import augment_files_digest
+
+        payload["augment_files"] = augment_files_digest(recipe)
         if stage == "train":
             # Folds may be trained as separate jobs (train.folds=[k]): each fold keeps its own
             # checkpoints, so choosing folds must not invalidate the others.

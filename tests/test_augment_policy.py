@@ -239,3 +239,32 @@ def test_tiny_real_search_writes_a_file_that_policy_file_applies(tmp_path, one_t
     image = np.load(table["path"][0])
     out_image = transform(image=image)["image"]
     assert out_image.shape == (16, 16, 4) and out_image.dtype == np.float32
+
+
+def test_recipe_policy_path_is_relative_to_the_recipe_and_its_content_is_a_training_input(tmp_path):
+    from medals.config import recipe_from_dict
+    from medals.data.dataset import recipe_dataset
+    from medals.train.loop import augment_files_digest
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    write_policies(folder / "policies.json", [(0.5, random_policy(0))])
+    recipe = recipe_from_dict(
+        {
+            "name": "p",
+            "task": "multilabel",
+            "source": str(folder / "r.yaml"),
+            "data": {"num_classes": 2, "label_column": "Target"},
+            "model": {"in_chans": 4},
+            "train": {"image_size": 16, "augment": [{"name": "PolicyFile", "path": "policies.json"}]},
+        },
+        "test",
+    )
+    image_path = tmp_path / "x.npy"
+    np.save(image_path, np.full((16, 16, 4), 100, np.uint8))
+    rows = pd.DataFrame([{"id": "x", "path": str(image_path), "labels": "1", "height": 16, "width": 16}])
+    item = recipe_dataset(recipe, rows, 2, train=True)[0]  # found next to the recipe, not in the cwd
+    assert item["image"].shape == (4, 16, 16)
+    before = augment_files_digest(recipe)
+    write_policies(folder / "policies.json", [(0.7, random_policy(1))])
+    assert augment_files_digest(recipe) != before

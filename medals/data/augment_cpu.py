@@ -10,8 +10,10 @@ OneOf over the sub-policies kept by a policy search (medals.augment_policy).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -180,7 +182,7 @@ def register_op(name: str, builder: CustomOp) -> None:
 
 
 def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
-    """OneOf over every sub-policy in a policies file (path absolute or relative to the working folder)."""
+    """OneOf over every sub-policy in a policies file (absolute, or relative to the recipe's folder)."""
     from medals.augment_policy import load_subpolicies, policy_to_spec
 
     for key in kwargs:
@@ -194,6 +196,33 @@ def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
 
 
 register_op("PolicyFile", _policy_file)
+
+
+def with_base_dir(spec: list[dict] | None, base_dir: Path) -> list[dict] | None:
+    """The spec with relative PolicyFile paths made absolute against the recipe's folder."""
+    if spec is None:
+        return None
+    out = []
+    for op in spec:
+        op = dict(op)
+        if op.get("name") == "PolicyFile" and isinstance(op.get("path"), str):
+            op["path"] = str(base_dir / op["path"])
+        if isinstance(op.get("transforms"), list):
+            op["transforms"] = with_base_dir(op["transforms"], base_dir)
+        out.append(op)
+    return out
+
+
+def referenced_files_digest(spec: list[dict] | None) -> str:
+    """Digest of the files a spec reads (policies files): results depend on their content too."""
+    digest = hashlib.sha256()
+    for op in spec or []:
+        if op.get("name") == "PolicyFile" and isinstance(op.get("path"), str):
+            path = Path(op["path"])
+            digest.update(path.read_bytes() if path.is_file() else b"missing")
+        if isinstance(op.get("transforms"), list):
+            digest.update(referenced_files_digest(op["transforms"]).encode())
+    return digest.hexdigest()[:16]
 
 
 def build_ops(

@@ -251,10 +251,11 @@ def make_loader(
 
 def recipe_dataset(recipe, rows: pd.DataFrame, num_classes: int, train: bool, with_target: bool = True):
     """The dataset a recipe trains (train=True: with its augmentation) or evaluates on."""
-    from medals.data.augment_cpu import build_transform
+    from medals.data.augment_cpu import build_transform, with_base_dir
 
     cfg = recipe.train
-    transform = build_transform(cfg.augment, cfg.image_size, train, recipe.task, cfg.mean, cfg.std)
+    spec = with_base_dir(cfg.augment, recipe.base_dir)
+    transform = build_transform(spec, cfg.image_size, train, recipe.task, cfg.mean, cfg.std)
     return ImageDataset(
         rows,
         recipe.task,

@@ -140,10 +140,17 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
         "loss": dumped["loss"],
         "train": train,
         "metrics": dumped["metrics"],
+        "augment_files": augment_files_digest(recipe),
         "fold": int(fold),
         "rows": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def augment_files_digest(recipe: Recipe) -> str:
+    from medals.data.augment_cpu import referenced_files_digest, with_base_dir
+
+    return referenced_files_digest(with_base_dir(recipe.train.augment, recipe.base_dir))
 
 
 def _check_hash(payload: dict, config_hash: str, path: Path) -> None:
