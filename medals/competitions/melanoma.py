@@ -33,6 +33,7 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.data.adapters import register_adapter
+from medals.data.csv import read_csv
 from medals.errors import MedalsError
 
 CLASSES_9 = ["AK", "BCC", "BKL", "DF", "SCC", "VASC", "melanoma", "nevus", "unknown"]
@@ -73,20 +74,7 @@ def melanoma_dirs(folder: int) -> tuple[str, str]:
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise MedalsError(f"melanoma_isic: CSV file {path} does not exist")
-    try:
-        frame = pd.read_csv(path, dtype={"image_name": str, "patient_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedalsError(f"melanoma_isic: cannot read CSV file {path}: {reason}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise MedalsError(
-            f"melanoma_isic: CSV file {path} has no column(s) {', '.join(repr(c) for c in missing)}"
-        )
-    return frame
+    return read_csv(path, required=columns, dtype={"image_name": str, "patient_id": str}, who="melanoma_isic")
 
 
 def _tfrecords(frame: pd.DataFrame, path: Path) -> np.ndarray:

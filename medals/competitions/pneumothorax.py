@@ -34,6 +34,7 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.data.adapters import register_adapter
+from medals.data.csv import read_csv
 from medals.errors import MedalsError
 
 ID, RLE, PATH = "ImageId", "EncodedPixels", "dicom_path"
@@ -67,23 +68,8 @@ def dicom_index(root: Path, folder: str) -> dict[str, str]:
 
 
 def _read_rle_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise MedalsError(f"siim_acr: CSV file {path} does not exist")
-    try:
-        # skipinitialspace: the header is "ImageId, EncodedPixels" and the values " -1".
-        frame = pd.read_csv(path, dtype=str, skipinitialspace=True, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise MedalsError(f"siim_acr: CSV file {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedalsError(f"siim_acr: cannot read CSV file {path}: {reason}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise MedalsError(
-            f"siim_acr: CSV file {path} has no column(s) {', '.join(repr(c) for c in missing)} "
-            f"(columns: {', '.join(frame.columns)})"
-        )
+    # Values like " -1" carry the header's leading space too: read as text, strip below.
+    frame = read_csv(path, required=columns, dtype=str, keep_default_na=False, who="siim_acr")
     frame = frame[list(columns)].copy()
     for column in columns:
         frame[column] = frame[column].str.strip()

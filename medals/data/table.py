@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medals.config import DataConfig, Recipe
+from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.errors import MedalsError
@@ -47,21 +48,9 @@ def _show(values: Sequence[Any]) -> str:
 
 
 def _read_csv(path: Path, data: DataConfig) -> pd.DataFrame:
-    if not path.is_file():
-        raise MedalsError(f"CSV file {path} does not exist")
     # Ids, RLE strings and multilabel id lists stay text even when a column happens to look numeric.
     text_columns = [data.id_column, data.mask_column]
-    dtype = {name: str for name in text_columns if name}
-    try:
-        # skipinitialspace: some competition CSVs have headers like "ImageId, EncodedPixels".
-        frame = pd.read_csv(path, dtype=dtype, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise MedalsError(f"CSV file {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedalsError(f"cannot read CSV file {path}: {reason}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return read_csv(path, dtype={name: str for name in text_columns if name})
 
 
 def _template_fields(template: str, key: str) -> list[str]:
