@@ -18,6 +18,7 @@ from medals.models.heads import (
     MultiSampleDropoutHead,
     PoolConcatHead,
 )
+from medals.models.weights import create_timm_backbone
 
 # Heads that read the unpooled feature map [B, F, H, W] (backbone made with global_pool="").
 MAP_HEADS = ("pool_concat", "attention")
@@ -64,9 +65,7 @@ class Classifier(nn.Module):
         # num_classes=0 makes timm return pooled features (or, with global_pool="", the map); the head is ours.
         self.map_head = head in MAP_HEADS
         extra = {"global_pool": ""} if self.map_head else {}
-        self.backbone = timm.create_model(
-            backbone, pretrained=pretrained, num_classes=0, in_chans=in_chans, **extra
-        )
+        self.backbone = create_timm_backbone(backbone, pretrained, in_chans, **extra)
         if stem_pool:
             add_stem_pool(self.backbone, backbone)
         self.num_features: int = int(self.backbone.num_features)

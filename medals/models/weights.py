@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import timm
 import torch
 from timm.models._manipulate import adapt_input_conv
 from torch import Tensor, nn
@@ -63,6 +64,23 @@ def adapt_first_conv(weight: Tensor, in_chans: int) -> Tensor:
     if weight.shape[1] == 3 and in_chans == 4:
         return torch.cat([weight, weight[:, :1]], dim=1)
     return adapt_input_conv(in_chans, weight, base_chans=weight.shape[1])
+
+
+def create_timm_backbone(name: str, pretrained: bool, in_chans: int, **kwargs) -> nn.Module:
+    """timm.create_model(num_classes=0), with adapt_first_conv's rule for pretrained 4-channel stems.
+
+    timm itself would repeat R, G, B, R and scale them by 3/4; the protein-atlas solutions kept the RGB
+    filters as they are and added an unscaled copy of the red ones.
+    """
+    if not (pretrained and in_chans == 4):
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
+    rgb = timm.create_model(name, pretrained=True, num_classes=0, in_chans=3, **kwargs)
+    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=4, **kwargs)
+    state = rgb.state_dict()
+    key = _first_conv_key(rgb, state)
+    state[key] = adapt_first_conv(state[key], 4)
+    model.load_state_dict(state)
+    return model
 
 
 def _is_classifier(key: str, extra: set[str]) -> bool:
