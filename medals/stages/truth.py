@@ -6,14 +6,7 @@ import numpy as np
 import pandas as pd
 
 from medals.config import Recipe
-
-
-def multi_hot(labels: pd.Series, num_classes: int) -> np.ndarray:
-    out = np.zeros((len(labels), num_classes), dtype=np.uint8)
-    for row, text in enumerate(labels.fillna("").astype(str)):
-        for token in text.split():
-            out[row, int(token)] = 1
-    return out
+from medals.data.splits import multi_hot
 
 
 def class_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
