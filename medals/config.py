@@ -174,6 +174,9 @@ class TrainConfig(Strict):
     augment: list[dict[str, Any]] | None = None  # albumentations ops; None: the task default
     mean: list[float] | None = None
     std: list[float] | None = None
+    # "fixed": (x/255 - mean)/std with train.mean/std (or the defaults); "image": each image's channels
+    # standardised by their own mean/std after augmentation (HPA 3rd place); train.mean/std unused.
+    normalize: Literal["fixed", "image"] = "fixed"
     checkpoints: list[CheckpointRule] = Field(default_factory=lambda: [CheckpointRule()])
     swa: SwaConfig | None = None
     folds: list[int] | None = None  # train only these folds
@@ -196,6 +199,10 @@ class MetricsConfig(Strict):
 class InferConfig(Strict):
     tta: Literal[1, 2, 4, 8] = 1
     merge: Literal["mean", "max"] = "mean"
+    # Crop TTA (HPA1): 0 = the validation resize only; N>0 = N random square crops of side
+    # U(image_size, image side) per image, each seed fixed, every crop resized to image_size, each crop
+    # seen through all the TTA views, all merged by infer.merge. Classification tasks only.
+    crop_seeds: int = Field(0, ge=0)
     checkpoint: str = "best"
     batch_size: int | None = None
 
@@ -235,6 +242,8 @@ class Recipe(Strict):
             raise ValueError("task 'segmentation' needs model.arch unet, fpn or deeplabv3plus")
         if self.task != "segmentation" and self.model.arch != "classifier":
             raise ValueError(f"task '{self.task}' needs model.arch classifier")
+        if self.infer.crop_seeds and self.task == "segmentation":
+            raise ValueError("infer.crop_seeds (crop TTA) is for classification tasks")
         if self.model.cls_head and self.task != "segmentation":
             raise ValueError("model.cls_head is for task segmentation")
         if any(term.output == "cls" for term in self.loss or []) and not self.model.cls_head:

@@ -5,7 +5,9 @@ take their children under "transforms". Kwargs are passed through to albumentati
 its own argument names apply (e.g. GaussNoise(std_range=...), CoarseDropout(num_holes_range=...)).
 Resize to the training size and normalisation are always appended; masks follow every geometric op.
 A few ops are medals' own (CUSTOM_OPS, extended with register_op): `{name: PolicyFile, path: ...}` is a
-OneOf over the sub-policies kept by a policy search (medals.augment_policy).
+OneOf over the sub-policies kept by a policy search (medals.augment_policy);
+`{name: RandomSquareCropResize, min_frac: null | float, p: 1.0}` is HPA1's random square crop resized to
+train.image_size (medals.data.crop; build_transform fills in the size).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
+from medals.data.crop import RandomSquareCropResize, build_random_square_crop, fill_size
 from medals.errors import MedalsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,6 +115,27 @@ class ChannelNormalize(A.ImageOnlyTransform):
         return ("mean", "std")
 
 
+class ImageStandardize(A.ImageOnlyTransform):
+    """Per-image, per-channel standardisation: (x - mean) / std over each channel's own pixels.
+
+    Used instead of ChannelNormalize for train.normalize "image"; a flat channel (std 0) becomes 0.
+    """
+
+    def __init__(self, eps: float = 1e-6, p: float = 1.0):
+        super().__init__(p=p)
+        self.eps = float(eps)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        data = img.astype(np.float32)
+        axes = (0, 1) if data.ndim == 3 else None
+        mean = data.mean(axis=axes, keepdims=True)
+        std = data.std(axis=axes, keepdims=True)
+        return ((data - mean) / np.maximum(std, self.eps)).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("eps",)
+
+
 def _lookup(name: Any, where: str) -> type:
     if not isinstance(name, str) or not name or name.startswith("_"):
         raise MedalsError(f"{where}: op name {name!r} is not an albumentations transform name")
@@ -196,6 +220,7 @@ def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
 
 
 register_op("PolicyFile", _policy_file)
+register_op("RandomSquareCropResize", build_random_square_crop)
 
 
 def with_base_dir(spec: list[dict] | None, base_dir: Path) -> list[dict] | None:
@@ -243,8 +268,12 @@ def build_transform(
     task: str,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    normalize: str = "fixed",
 ) -> A.Compose:
     """The image(+mask) pipeline: augmentations (train only), Resize(image_size), normalisation.
+
+    normalize "fixed": ChannelNormalize(mean, std); "image": ImageStandardize (each image's channels to
+    mean 0, std 1; mean/std are not used).
 
     spec None means the task's default list (train only); [] means no augmentation. The output image is
     float32 HWC, the mask keeps its dtype; the dataset converts both to tensors.
@@ -253,7 +282,36 @@ def build_transform(
         raise MedalsError(f"unknown task '{task}' (expected one of {', '.join(DEFAULT_AUGMENT)})")
     # Built for validation too, so a bad spec fails at the first stage that reads it.
     augment = build_ops(DEFAULT_AUGMENT[task] if spec is None else spec)
+    fill_size(augment, image_size)  # RandomSquareCropResize crops to the training size
     ops: list[Any] = augment if train else []
     ops.append(A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, p=1.0))
-    ops.append(ChannelNormalize(mean, std))
+    if normalize == "image":
+        ops.append(ImageStandardize())
+    elif normalize == "fixed":
+        ops.append(ChannelNormalize(mean, std))
+    else:
+        raise MedalsError(f"train.normalize must be 'fixed' or 'image', got {normalize!r}")
     return A.Compose(ops)
+
+
+def build_crop_transform(
+    seed: int,
+    image_size: int,
+    task: str,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    base: A.Compose | None = None,
+    **options: Any,
+) -> A.Compose:
+    """Crop TTA's eval pipeline: RandomSquareCropResize(image_size, p=1), then the validation pipeline.
+
+    The validation pipeline (Resize + normalisation) is `base` when given (e.g. the eval dataset's own
+    transform, so every train option applies), else build_transform([], ..., train=False, **options).
+    The seed fixes the crop sequence of this Compose; infer.crop_seeds wraps the dataset in
+    medals.data.crop.SeededItems so each image's crop depends on (seed, image id) only.
+    """
+    if base is None:
+        base = build_transform([], image_size, False, task, mean, std, **options)
+    compose = A.Compose([RandomSquareCropResize(size=image_size, p=1.0), *base.transforms])
+    compose.set_random_seed(seed)
+    return compose

@@ -255,7 +255,9 @@ def recipe_dataset(recipe, rows: pd.DataFrame, num_classes: int, train: bool, wi
 
     cfg = recipe.train
     spec = with_base_dir(cfg.augment, recipe.base_dir)
-    transform = build_transform(spec, cfg.image_size, train, recipe.task, cfg.mean, cfg.std)
+    transform = build_transform(
+        spec, cfg.image_size, train, recipe.task, cfg.mean, cfg.std, normalize=cfg.normalize
+    )
     return ImageDataset(
         rows,
         recipe.task,

@@ -2,6 +2,12 @@
 
 ``path`` may join several single-channel files with "|" (e.g. the red, green, blue and yellow planes of a
 protein-atlas image); they are stacked in the given order.
+
+A channel file may end in a plane selector, "#r", "#g", "#b" or "#lum" (e.g. "external/x_yellow.jpg#r"):
+when a colour file is read as one channel, the selector picks its red, green or blue plane or its
+luminance (the default for a colour channel file, so "#lum" only states it). The HPAv18 external set
+stores each protein-atlas channel as an RGB JPEG, and solutions differ in which plane they took for
+yellow. ``split_paths`` strips selectors, so existence checks and header reads see plain file names.
 """
 
 from __future__ import annotations
@@ -20,9 +26,21 @@ DICOM_EXTS = {".dcm", ".dicom"}
 NPY_EXTS = {".npy"}
 
 
+# Plane selectors a channel file may end in: index into RGB, or None for luminance.
+PLANE_SELECTORS: dict[str, int | None] = {"r": 0, "g": 1, "b": 2, "lum": None}
+
+
+def split_selector(part: str) -> tuple[str, str | None]:
+    """(file, selector) of one channel file; selector None when the name carries none."""
+    head, sep, tail = part.rpartition("#")
+    if sep and head and tail in PLANE_SELECTORS:
+        return head, tail
+    return part, None
+
+
 def split_paths(path: str) -> list[str]:
-    """The channel files of a (possibly "|"-joined) image path."""
-    return str(path).split("|")
+    """The channel files of a (possibly "|"-joined) image path, plane selectors ("#r", ...) removed."""
+    return [split_selector(part)[0] for part in str(path).split("|")]
 
 
 def _ext(path: str) -> str:
@@ -160,10 +178,15 @@ def _read_one(path: str) -> np.ndarray:
     return to_uint8(_read_raw(path))
 
 
-def _single_channel(image: np.ndarray) -> np.ndarray:
-    """A channel file holding colour is reduced to its luminance (some datasets save gray as RGB)."""
+def _single_channel(image: np.ndarray, selector: str | None = None) -> np.ndarray:
+    """A channel file holding colour is reduced to its luminance (some datasets save gray as RGB), or
+    to the plane its selector names. A selector on a one-channel file is ignored (all planes are equal).
+    """
     if image.shape[2] == 1:
         return image[:, :, 0]
+    plane = PLANE_SELECTORS.get(selector) if selector else None
+    if plane is not None and plane < image.shape[2]:
+        return np.ascontiguousarray(image[:, :, plane])
     if image.shape[2] in (3, 4):
         return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
     return image[:, :, 0]
@@ -179,11 +202,17 @@ def _check_same_size(parts: list[str], sizes: list[tuple[int, int]]) -> None:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Read an image (or "|"-joined channel files) as uint8 H x W x C (RGB order for colour files)."""
-    parts = split_paths(path)
+    """Read an image (or "|"-joined channel files) as uint8 H x W x C (RGB order for colour files).
+
+    A file with a plane selector ("x.jpg#r") is read as that one plane (H x W x 1 when alone).
+    """
+    selected = [split_selector(part) for part in str(path).split("|")]
+    parts = [part for part, _ in selected]
     if len(parts) == 1:
-        return _read_one(parts[0])
-    planes = [_single_channel(_read_one(part)) for part in parts]
+        part, selector = selected[0]
+        image = _read_one(part)
+        return image if selector is None else _single_channel(image, selector)[:, :, None]
+    planes = [_single_channel(_read_one(part), selector) for part, selector in selected]
     _check_same_size(parts, [plane.shape[:2] for plane in planes])
     return np.stack(planes, axis=-1)
 

@@ -103,21 +103,51 @@ def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: i
     return model.to(device)
 
 
-def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
-    """(probabilities, image-level probabilities of a classification head or None)."""
-    from medals.infer.predict import predict_with_cls
+def make_crop_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, seed: int):
+    """An eval loader whose images are crop seed `seed`'s random square crops (infer.crop_seeds)."""
+    from medals.data.augment_cpu import build_crop_transform
+    from medals.data.crop import SeededItems
+    from medals.data.dataset import make_loader, recipe_dataset
 
-    loader = make_eval_loader(recipe, rows, num_classes, with_target)
-    return predict_with_cls(
-        model,
-        loader,
-        recipe.task,
-        tta=recipe.infer.tta,
-        merge=recipe.infer.merge,
-        device=device,
-        precision=recipe.train.precision,
-        channels_last=recipe.train.channels_last,
+    cfg = recipe.train
+    dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
+    # The crop goes in front of the eval dataset's own validation pipeline (its resize and normalisation).
+    dataset.transform = build_crop_transform(seed, cfg.image_size, recipe.task, base=dataset.transform)
+    batch = recipe.infer.batch_size or recipe.train.batch_size
+    return make_loader(
+        SeededItems(dataset, seed), batch, shuffle=False, num_workers=cfg.num_workers, seed=recipe.seed
     )
+
+
+def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
+    """(probabilities, image-level probabilities of a classification head or None).
+
+    With infer.crop_seeds = N > 0 (classification only) each image is predicted on N seeded random square
+    crops, each through all the TTA views, and the N results are merged element-wise by infer.merge.
+    """
+    from medals.infer.predict import predict_with_cls
+    from medals.infer.tta import merge
+
+    def run(loader):
+        return predict_with_cls(
+            model,
+            loader,
+            recipe.task,
+            tta=recipe.infer.tta,
+            merge=recipe.infer.merge,
+            device=device,
+            precision=recipe.train.precision,
+            channels_last=recipe.train.channels_last,
+        )
+
+    n_crops = recipe.infer.crop_seeds
+    if n_crops == 0:
+        return run(make_eval_loader(recipe, rows, num_classes, with_target))
+    per_crop = [
+        torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
+        for seed in range(n_crops)
+    ]
+    return merge(per_crop, recipe.infer.merge).numpy(), None
 
 
 def prob_columns(num_classes: int) -> list[str]:
