@@ -365,7 +365,8 @@ def read_policies(path: str | Path) -> list[tuple[float, Policy]]:
                 )
             policy.append(SubPolicy(*steps))
         try:
-            score = float(entry.get("score", math.nan))
+            # write_json stores a NaN score as null.
+            score = float(math.nan if entry.get("score") is None else entry["score"])
         except (TypeError, ValueError):
             raise MedalsError(f"{where}: score {entry.get('score')!r} is not a number") from None
         out.append((score, policy))

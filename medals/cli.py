@@ -12,6 +12,7 @@ from medals.errors import MedalsError
 _STAGE_HELP = {
     "prepare": "read the competition CSVs and images into table.parquet (optional resized cache)",
     "split": "assign a fold to every training image (folds.parquet)",
+    "search": "search augmentation policies (HPA3) when the recipe has policy_search",
     "train": "train one model per fold (resumes from the last complete epoch)",
     "evaluate": "out-of-fold predictions with TTA, metrics per fold and pooled",
     "predict": "test predictions with TTA, averaged over folds",
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser(
         "run",
-        help="prepare, split, train, evaluate, predict and submit, skipping stages already done",
+        help="prepare, split, search, train, evaluate, predict and submit, skipping stages already done",
         description="Run every stage of a recipe, of each recipe in a folder, or of an ensemble file's "
         "members and then the ensemble; stages done for the same resolved config are skipped.",
     )

@@ -47,6 +47,15 @@ class MetaConfig(Strict):
     file_size: bool = False
 
 
+class DuplicatesConfig(Strict):
+    """Perceptual-hash duplicate search in prepare: groups kept in one fold, test leaks reported."""
+
+    kinds: list[Literal["phash", "ahash"]] = Field(default_factory=lambda: ["phash"])
+    channels: list[int] = Field(default_factory=lambda: [0, 1, 2])  # planes hashed (HPA3: green only)
+    max_distance: int = 12  # a pair: Hamming distance <= this on every plane (HPA1)
+    exact: bool = False  # HPA3: identical hashes instead
+
+
 class DataConfig(Strict):
     root: str = "."  # relative to the recipe file's folder
     train_csv: str = "train.csv"
@@ -71,15 +80,20 @@ class DataConfig(Strict):
     # (e.g. merging a competition's data with an external set): see medals/data/adapters.py.
     adapter: str | None = None
     adapter_params: dict[str, Any] = Field(default_factory=dict)
+    duplicates: DuplicatesConfig | None = None
     cache_size: int | None = None  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
 
 
 class SplitConfig(Strict):
-    method: Literal["kfold", "stratified", "grouped", "stratified_grouped", "multilabel", "fixed"] = (
-        "stratified"
-    )
+    # hpa1: multilabel-stratified over duplicate groups, competition and external rows apart (column
+    # = the 0/1 external flag); hpa3: 2*n_folds+1 stratified chunks, fold k validates on chunks 2k and
+    # 2k+1, the last chunk is a hold-out (fold -2) used for prevalence thresholds.
+    method: Literal[
+        "kfold", "stratified", "grouped", "stratified_grouped", "multilabel", "fixed", "hpa1", "hpa3"
+    ] = "stratified"
+    clean_external: bool = False  # hpa1: drop external rows duplicating a train row with other labels
     n_folds: int = Field(5, ge=2)
     column: str | None = None  # for "fixed": the column whose values map to folds
     mapping: dict[str, int] | None = None  # for "fixed": value -> fold (default: value % n_folds)
@@ -207,10 +221,33 @@ class InferConfig(Strict):
     batch_size: int | None = None
 
 
+class NeighboursConfig(Strict):
+    """HPA1's metric-learning post-processing (medals.stages.neighbours): an ArcFace embedding trained on
+    the training rows with identity_column as the class (HPA1: the antibody); a test prediction takes its
+    nearest reference image's labels when their cosine similarity is above threshold."""
+
+    identity_column: str  # a table column (listed in data.keep_columns); rows without a value are skipped
+    reference_query: str | None = None  # pandas query choosing reference training rows; None: all of them
+    backbone: str = "resnet50"
+    pretrained: bool = False
+    embedding_dim: int = Field(512, ge=1)
+    s: float = 30.0
+    m: float = 0.5
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    image_size: int | None = Field(None, ge=8)  # None: train.image_size
+    batch_size: int | None = Field(None, ge=2)  # None: train.batch_size
+    threshold: float = 0.65
+
+
 class SubmitConfig(Strict):
     kind: Literal["probability", "multilabel", "rle"] | None = None  # default by task
     target_class: str | int | None = None  # probability: which class's probability
-    threshold: float | Literal["oof"] = "oof"
+    # multilabel: "oof" (best F1 per class on OOF), a number, or matched to a prevalence: the training
+    # labels' rate on the test predictions (HPA1), or the hold-out's true rate on its predictions (HPA3)
+    threshold: float | Literal["oof", "prevalence_train", "prevalence_holdout"] = "oof"
+    average_duplicates: bool = False  # near-duplicate test images get their group's mean prediction
+    replace_leaks: bool = False  # a test image duplicating a labelled one takes its labels
     always_top1: bool = True
     pixel_threshold: float = 0.5
     min_area: int = 0
@@ -218,6 +255,25 @@ class SubmitConfig(Strict):
     # stacked gate) is above this; otherwise the image is submitted empty.
     gate_threshold: float | None = None
     file: str = "submission.csv"
+    neighbours: NeighboursConfig | None = None  # HPA1 nearest-neighbour replacement (multilabel)
+
+
+class PolicySearchConfig(Strict):
+    """HPA3's augmentation-policy search (the `search` stage, medals.augment_policy): `candidates` random
+    policies of `subpolicies` two-op sub-policies, each scored by a short training (`epochs`) on fold `fold`;
+    the best `keep` are written to `file` (relative to the run directory), which train.augment uses as
+    {name: PolicyFile, path: "{run_dir}/policies.json"}."""
+
+    candidates: int = Field(50, ge=1)
+    subpolicies: int = Field(5, ge=1)
+    keep: int = Field(5, ge=1)
+    epochs: int = Field(2, ge=1)  # training epochs per candidate
+    fold: int = Field(0, ge=0)
+    seed: int | None = None  # default: the recipe seed
+    # Dotted recipe overrides for the candidates' trainings, e.g. {"model.backbone": "resnet18",
+    # "train.image_size": 256} (HPA3 scored candidates with a ResNet18 at 256 px).
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    file: str = "policies.json"
 
 
 class Recipe(Strict):
@@ -233,6 +289,7 @@ class Recipe(Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
     submit: SubmitConfig = Field(default_factory=SubmitConfig)
+    policy_search: PolicySearchConfig | None = None  # HPA3 augmentation-policy search
     # Where the recipe came from; data.root and run_dir are resolved against it.
     source: str | None = None
 

@@ -50,6 +50,11 @@ class RunLayout:
         return self.root / "oof_masks.npy"
 
     @property
+    def holdout(self) -> Path:
+        """Predictions (mean over folds) of the hold-out rows that no fold trained on."""
+        return self.root / "holdout.parquet"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 

@@ -18,12 +18,13 @@ from medals.files import read_json, write_json, write_text
 from medals.layout import RunLayout
 from medals.stages.common import say
 
-STAGES = ("prepare", "split", "train", "evaluate", "predict", "submit")
+STAGES = ("prepare", "split", "search", "train", "evaluate", "predict", "submit")
 
 # Config sections each stage's output depends on (directly or through earlier stages).
 _INPUTS = {
     "prepare": ("task", "data"),
     "split": ("task", "data", "split", "seed"),
+    "search": ("task", "data", "split", "seed", "model", "loss", "train", "policy_search"),
     "train": ("task", "data", "split", "seed", "model", "loss", "train", "metrics"),
     "evaluate": ("task", "data", "split", "seed", "model", "loss", "train", "metrics", "infer"),
     "predict": ("task", "data", "split", "seed", "model", "loss", "train", "infer"),
@@ -35,7 +36,17 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     dumped = recipe.model_dump(mode="json")
     payload = {name: dumped[name] for name in _INPUTS[stage]}
     payload["data_root"] = str(recipe.data_root)
-    if "train" in payload:
+    if stage == "search":
+        # The candidates bring their own augmentation, epochs and no SWA; the policies file the search
+        # writes (read through train.augment) is its output, not its input.
+        if recipe.policy_search is None:
+            return hashlib.sha256(b"no policy search").hexdigest()[:16]
+        payload["train"] = {
+            k: v
+            for k, v in payload["train"].items()
+            if k not in (*NEUTRAL_TRAIN_KEYS, "augment", "epochs", "swa", "folds")
+        }
+    elif "train" in payload:
         # Progress bars and loader workers change nothing in the results.
         payload["train"] = {k: v for k, v in payload["train"].items() if k not in NEUTRAL_TRAIN_KEYS}
         # Files the augmentation reads (policies) are inputs of training too.
@@ -69,6 +80,7 @@ def _run_stage(recipe: Recipe, layout: RunLayout, stage: str, device) -> None:
     from medals.stages.evaluate import run_evaluate
     from medals.stages.predict import run_predict
     from medals.stages.prepare import run_prepare
+    from medals.stages.search import run_search
     from medals.stages.split import run_split
     from medals.stages.submit import run_submit
     from medals.stages.train import run_train
@@ -76,6 +88,7 @@ def _run_stage(recipe: Recipe, layout: RunLayout, stage: str, device) -> None:
     actions: dict[str, Callable[[], object]] = {
         "prepare": lambda: run_prepare(recipe, layout),
         "split": lambda: run_split(recipe, layout),
+        "search": lambda: run_search(recipe, layout, device),
         "train": lambda: run_train(recipe, layout, device),
         "evaluate": lambda: run_evaluate(recipe, layout, device),
         "predict": lambda: run_predict(recipe, layout, device),

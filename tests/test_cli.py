@@ -10,7 +10,19 @@ import yaml
 
 from medals.cli import main
 
-VERBS = ["prepare", "split", "train", "evaluate", "predict", "submit", "run", "plan", "ensemble", "demo"]
+VERBS = [
+    "prepare",
+    "split",
+    "search",
+    "train",
+    "evaluate",
+    "predict",
+    "submit",
+    "run",
+    "plan",
+    "ensemble",
+    "demo",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

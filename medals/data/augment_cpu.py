@@ -215,6 +215,11 @@ def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
     path = kwargs.get("path")
     if not isinstance(path, str) or not path:
         raise MedalsError(f"{where}: key 'path' must name a policies file (JSON from a policy search)")
+    if not Path(path).is_file():
+        raise MedalsError(
+            f"{where}: policies file {path} does not exist (a recipe with policy_search writes it in "
+            f"the `search` stage: run `medals search` or `medals run` first)"
+        )
     (one_of,) = policy_to_spec(load_subpolicies(path))
     return _build_op({**one_of, "p": kwargs.get("p", 1.0)}, f"{where} from {path}")
 
@@ -223,19 +228,35 @@ register_op("PolicyFile", _policy_file)
 register_op("RandomSquareCropResize", build_random_square_crop)
 
 
-def with_base_dir(spec: list[dict] | None, base_dir: Path) -> list[dict] | None:
-    """The spec with relative PolicyFile paths made absolute against the recipe's folder."""
+RUN_DIR = "{run_dir}"  # in a PolicyFile path: the recipe's run directory (where `search` writes)
+
+
+def with_base_dir(spec: list[dict] | None, base_dir: Path, run_dir: Path | None = None) -> list[dict] | None:
+    """The spec with PolicyFile paths made absolute: "{run_dir}" becomes run_dir, then relative paths
+    are taken against the recipe's folder."""
     if spec is None:
         return None
     out = []
     for op in spec:
         op = dict(op)
         if op.get("name") == "PolicyFile" and isinstance(op.get("path"), str):
-            op["path"] = str(base_dir / op["path"])
+            path = op["path"]
+            if RUN_DIR in path:
+                if run_dir is None:
+                    raise MedalsError(
+                        f"PolicyFile path '{path}' uses {RUN_DIR} but no run directory is known"
+                    )
+                path = path.replace(RUN_DIR, str(run_dir))
+            op["path"] = str(base_dir / path)
         if isinstance(op.get("transforms"), list):
-            op["transforms"] = with_base_dir(op["transforms"], base_dir)
+            op["transforms"] = with_base_dir(op["transforms"], base_dir, run_dir)
         out.append(op)
     return out
+
+
+def recipe_augment(recipe) -> list[dict] | None:
+    """recipe.train.augment with its PolicyFile paths resolved (the recipe's folder, its run directory)."""
+    return with_base_dir(recipe.train.augment, recipe.base_dir, recipe.run_path.resolve())
 
 
 def referenced_files_digest(spec: list[dict] | None) -> str:

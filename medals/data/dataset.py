@@ -251,10 +251,10 @@ def make_loader(
 
 def recipe_dataset(recipe, rows: pd.DataFrame, num_classes: int, train: bool, with_target: bool = True):
     """The dataset a recipe trains (train=True: with its augmentation) or evaluates on."""
-    from medals.data.augment_cpu import build_transform, with_base_dir
+    from medals.data.augment_cpu import build_transform, recipe_augment
 
     cfg = recipe.train
-    spec = with_base_dir(cfg.augment, recipe.base_dir)
+    spec = recipe_augment(recipe)
     transform = build_transform(
         spec, cfg.image_size, train, recipe.task, cfg.mean, cfg.std, normalize=cfg.normalize
     )

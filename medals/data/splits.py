@@ -50,6 +50,60 @@ def _groups(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
     return table["group"].astype(str).to_numpy()
 
 
+# Fold numbers with a meaning of their own: -1 trains in every fold (split.train_only), -2 is a hold-out
+# that no fold trains or validates on (hpa3's last chunk).
+TRAIN_ONLY = -1
+HOLDOUT = -2
+
+
+def _duplicate_groups(table: pd.DataFrame) -> np.ndarray | None:
+    """Duplicate groups from prepare (data.duplicates), else the group column, else none."""
+    for column in ("dup_group", "group"):
+        if column in table.columns:
+            return table[column].astype(str).to_numpy()
+    return None
+
+
+def _external(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    column = recipe.split.column
+    if column is None:
+        return np.zeros(len(table), dtype=bool)
+    if column not in table.columns:
+        raise MedalsError(f"split.column '{column}' (the external flag) is not a table column: keep it")
+    return table[column].fillna(0).astype(int).to_numpy() == 1
+
+
+def _hpa(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    from medals.data.hpa_splits import hpa3_chunks, hpa3_fold_of_chunk, split_train_and_external
+
+    if "labels" not in table.columns:
+        raise MedalsError(f"split.method '{recipe.split.method}' needs task multilabel")
+    labels = multi_hot(table["labels"], _num_classes(recipe))
+    groups, seed, n_folds = _duplicate_groups(table), split_seed(recipe), recipe.split.n_folds
+    if recipe.split.method == "hpa1":
+        return split_train_and_external(labels, _external(table, recipe), groups, n_folds, seed)
+    n_chunks = 2 * n_folds + 1
+    folds = hpa3_fold_of_chunk(hpa3_chunks(labels, groups, n_chunks, seed), n_chunks)
+    return np.where(folds < 0, HOLDOUT, folds)
+
+
+def clean_external_rows(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
+    """Keep mask of hpa1's clean variant: an external row is dropped when its duplicate group holds a
+    competition row with another label set (groups are transitive, so slightly broader than pairs)."""
+    keep = np.ones(len(table), dtype=bool)
+    groups = _duplicate_groups(table)
+    if not recipe.split.clean_external or groups is None:
+        return keep
+    external = _external(table, recipe)
+    labels = table["labels"].fillna("").astype(str).map(lambda t: " ".join(sorted(t.split())))
+    for _, rows in pd.DataFrame({"g": groups, "ext": external, "labels": labels}).groupby("g"):
+        competition = set(rows.loc[~rows["ext"], "labels"])
+        if competition:
+            outside = rows["ext"] & ~rows["labels"].isin(competition)
+            keep[rows.index[outside.to_numpy()]] = False
+    return keep
+
+
 def _fixed(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
     split = recipe.split
     column = split.column
@@ -104,6 +158,8 @@ def make_folds(table_train: pd.DataFrame, recipe: Recipe) -> np.ndarray:
     seed = split_seed(recipe)
     if method == "fixed":
         return _fixed(table_train, recipe)
+    if method in ("hpa1", "hpa3"):
+        return _hpa(table_train, recipe)
     if method == "stratified" and recipe.task == "multilabel":
         method = "multilabel"
 
@@ -186,6 +242,7 @@ def fold_table(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
     them (e.g. external images with pseudo masks).
     """
     rows = query_rows(table_train, recipe)
+    rows = rows[clean_external_rows(rows, recipe)].reset_index(drop=True)
     only = recipe.split.train_only
     extra = _matches(rows, only, "split.train_only") if only else np.zeros(len(rows), dtype=bool)
     if extra.all():

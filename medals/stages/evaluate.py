@@ -7,6 +7,7 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.data.dataset import meta_columns
+from medals.data.splits import HOLDOUT
 from medals.files import write_json, write_npy, write_parquet
 from medals.layout import RunLayout
 from medals.scoring import score, score_pooled
@@ -51,8 +52,24 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
     if masks:
         write_npy(layout.oof_masks, np.concatenate(masks))
     report = {"folds": {str(k): v for k, v in per_fold.items()}, "pooled": pooled}
+    holdout = rows[rows["fold"] == HOLDOUT].reset_index(drop=True)
+    if len(holdout) and recipe.task != "segmentation":
+        report["holdout"] = _evaluate_holdout(recipe, layout, holdout, num_classes, positive, n_meta, device)
     write_json(layout.metrics, report)
     return report
+
+
+def _evaluate_holdout(recipe, layout, rows, num_classes, positive, n_meta, device) -> dict:
+    """Mean over the folds' models on rows none of them saw: holdout.parquet and its metrics."""
+    outputs = []
+    for fold in fold_ids(recipe):
+        model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
+        outputs.append(predict_rows(recipe, model, rows, num_classes, device, with_target=True)[0])
+    probs = np.mean(outputs, axis=0)
+    write_parquet(layout.holdout, prob_frame(rows["id"], probs, num_classes))
+    metrics = score(recipe, rows, _truth(recipe, rows, num_classes), probs, positive)
+    say(f"evaluate: hold-out ({len(rows)} images, mean of {len(outputs)} folds): {_fmt(metrics)}")
+    return metrics
 
 
 def _truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:

@@ -20,6 +20,10 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
         size, fmt = recipe.data.cache_size, recipe.data.cache_format
         say(f"prepare: caching {len(table)} images at {size} px as {fmt}")
         table = build_cache(table, size, layout.cache_dir, fmt=fmt)
+    if recipe.data.duplicates is not None:
+        from medals.stages.duplicates import find_duplicates
+
+        table = find_duplicates(recipe, table, layout)
     write_json(layout.labels, {"classes": classes, "num_classes": num_classes})
     write_parquet(layout.table, table)
     counts = table["split"].value_counts().to_dict()

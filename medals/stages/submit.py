@@ -62,25 +62,88 @@ def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list
 
 
 def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
-    from medals.metrics import search_thresholds
     from medals.postprocess import multilabel_decisions
     from medals.submit import multilabel_submission
 
     num_classes = labels["num_classes"]
     cols = [f"p_{k}" for k in range(num_classes)]
-    if recipe.submit.threshold == "oof":
+    probs = test[cols].to_numpy()
+    if recipe.submit.average_duplicates:
+        probs = _average_test_duplicates(layout, test["id"], probs)
+    thresholds = _thresholds(recipe, layout, oof, probs, num_classes)
+    say("submit: per-class thresholds " + " ".join(f"{t:.2f}" for t in thresholds))
+    decisions = multilabel_decisions(probs, thresholds, recipe.submit.always_top1)
+    if recipe.submit.neighbours is not None:
+        from medals.stages.neighbours import apply_neighbours
+
+        # None: CUDA when there is one, else the CPU.
+        decisions, _ = apply_neighbours(recipe, layout, test["id"], decisions, None)
+    if recipe.submit.replace_leaks:
+        decisions = _replace_leaks(layout, test["id"], decisions, num_classes)
+    return multilabel_submission(test["id"], decisions, columns)
+
+
+def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
+    """Per-class thresholds: best F1 on OOF, a fixed number, or matched to a prevalence (HPA)."""
+    from medals.metrics import search_thresholds
+    from medals.thresholds import prevalence_thresholds, train_prevalence
+
+    rule = recipe.submit.threshold
+    cols = [f"p_{k}" for k in range(num_classes)]
+    if not isinstance(rule, str):
+        return np.full(num_classes, float(rule))
+    if rule == "oof":
         if oof is None:
             raise MedalsError(
                 "submit.threshold is 'oof' but there are no OOF predictions: run `medals evaluate`"
             )
         train = train_rows(layout).set_index("id").loc[oof["id"]].reset_index()
-        truth = class_truth(recipe, train, num_classes)
-        thresholds = search_thresholds(truth, oof[cols].to_numpy())
-        say("submit: per-class thresholds " + " ".join(f"{t:.2f}" for t in thresholds))
-    else:
-        thresholds = np.full(num_classes, float(recipe.submit.threshold))
-    decisions = multilabel_decisions(test[cols].to_numpy(), thresholds, recipe.submit.always_top1)
-    return multilabel_submission(test["id"], decisions, columns)
+        return search_thresholds(class_truth(recipe, train, num_classes), oof[cols].to_numpy())
+    if rule == "prevalence_train":
+        # HPA1: the test's predicted-positive rate of each class matches the training labels' rate.
+        rates = train_prevalence(class_truth(recipe, train_rows(layout), num_classes))
+        return prevalence_thresholds(test_probs, rates)
+    # prevalence_holdout (HPA3): thresholds at which the hold-out's predicted rate matches its true rate.
+    if not layout.holdout.exists():
+        raise MedalsError(
+            "submit.threshold is 'prevalence_holdout' but there are no hold-out predictions: "
+            "use split.method hpa3 and run `medals evaluate`"
+        )
+    holdout = pd.read_parquet(layout.holdout)
+    rows = train_rows(layout).set_index("id").loc[holdout["id"]].reset_index()
+    rates = train_prevalence(class_truth(recipe, rows, num_classes))
+    return prevalence_thresholds(holdout[cols].to_numpy(), rates)
+
+
+def _average_test_duplicates(layout, ids: pd.Series, probs: np.ndarray) -> np.ndarray:
+    from medals.thresholds import average_duplicates
+
+    groups = _test_table(layout, ids, "submit.average_duplicates")["dup_group"].to_numpy()
+    return average_duplicates(probs, groups)
+
+
+def _replace_leaks(layout, ids: pd.Series, decisions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Test images that duplicate a labelled image take its labels (nearest match first)."""
+    from medals.data.splits import multi_hot
+
+    _test_table(layout, ids, "submit.replace_leaks")
+    leaks = pd.read_csv(layout.root / "leaks.csv", dtype={"test_id": str, "labelled_id": str})
+    leaks = leaks.drop_duplicates("test_id")  # nearest first
+    labelled = train_rows(layout).set_index("id")["labels"]
+    position = {test_id: i for i, test_id in enumerate(ids.astype(str))}
+    out = decisions.copy()
+    for test_id, labelled_id in zip(leaks["test_id"], leaks["labelled_id"], strict=True):
+        if test_id in position and labelled_id in labelled.index:
+            out[position[test_id]] = multi_hot(pd.Series([labelled[labelled_id]]), num_classes)[0] > 0
+    say(f"submit: {int((out != decisions).any(axis=1).sum())} test predictions replaced by leaked labels")
+    return out
+
+
+def _test_table(layout, ids: pd.Series, key: str) -> pd.DataFrame:
+    table = test_rows(layout)
+    if "dup_group" not in table.columns:
+        raise MedalsError(f"{key} needs duplicate groups: set data.duplicates and run `medals prepare`")
+    return table.set_index("id").loc[ids.astype(str)].reset_index()
 
 
 def _rle(recipe, layout, test, masks, columns) -> pd.DataFrame:

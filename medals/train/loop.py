@@ -148,9 +148,9 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
 
 
 def augment_files_digest(recipe: Recipe) -> str:
-    from medals.data.augment_cpu import referenced_files_digest, with_base_dir
+    from medals.data.augment_cpu import recipe_augment, referenced_files_digest
 
-    return referenced_files_digest(with_base_dir(recipe.train.augment, recipe.base_dir))
+    return referenced_files_digest(recipe_augment(recipe))
 
 
 def _check_hash(payload: dict, config_hash: str, path: Path) -> None:
@@ -177,7 +177,10 @@ def _check_rules(recipe: Recipe) -> None:
 def _split(table: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "fold" not in table.columns:
         raise MedalsError("the training table has no 'fold' column: run `medals split` first")
-    train_rows = table[table["fold"] != fold].reset_index(drop=True)
+    from medals.data.splits import HOLDOUT
+
+    # Hold-out rows (fold -2) are never trained on; train-only rows (fold -1) are in every fold.
+    train_rows = table[(table["fold"] != fold) & (table["fold"] != HOLDOUT)].reset_index(drop=True)
     val_rows = table[table["fold"] == fold].reset_index(drop=True)
     if val_rows.empty or train_rows.empty:
         folds = sorted(table["fold"].unique().tolist())
@@ -444,6 +447,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     task = run.recipe.task
     run.model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
+    term_sums: dict[str, float] = {}
     truths, probs, cls_probs = [], [], []
     for cpu_batch in run.val_loader:
         batch = _to_device(cpu_batch, run.device, run.recipe.train.channels_last)
@@ -453,6 +457,8 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
         size = batch["image"].shape[0]
         loss_sum += loss.detach().float() * size
         seen += size
+        for name, value in run.loss_fn.parts.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value * size
         logits, cls_logits = split_outputs(outputs)
         prob = activation(logits, task)
         if cls_logits is not None and task == "segmentation":
@@ -471,6 +477,10 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     prob = np.concatenate(probs).astype(np.float32)
     cls_prob = np.concatenate(cls_probs) if cls_probs else None
     metrics = score(run.recipe, run.val_rows, truth, prob, run.positive, cls_prob)
+    if len(term_sums) > 1:
+        # Each term's validation value (val_focal, ...): a checkpoint rule may pick one (HPA1 kept the
+        # epoch of the lowest validation focal loss, not of the whole sum).
+        metrics.update({f"val_{name}": total / max(seen, 1) for name, total in term_sums.items()})
     return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 

@@ -1,0 +1,71 @@
+"""Duplicate search in prepare (data.duplicates): perceptual hashes per plane, groups, test leaks.
+
+Every row gets `dup_group` (rows of one group are near-duplicates, transitively); the pairs go to
+duplicates.parquet and the test images that duplicate a labelled image to leaks.csv. Splits keep a
+group in one fold; submit can average a test group's predictions or copy a leak's labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medals.config import Recipe
+from medals.files import write_csv, write_parquet
+from medals.layout import RunLayout
+from medals.stages.common import say
+
+
+def find_duplicates(recipe: Recipe, table: pd.DataFrame, layout: RunLayout) -> pd.DataFrame:
+    from medals.data.hashing import (
+        duplicate_groups,
+        exact_duplicate_pairs,
+        hash_table,
+        near_duplicate_pairs,
+    )
+
+    cfg = recipe.data.duplicates
+    found = []
+    for kind in cfg.kinds:
+        hashes = hash_table(table["path"].tolist(), kind, cfg.channels)
+        if cfg.exact:
+            found.append(exact_duplicate_pairs(hashes))
+        else:
+            found.append(near_duplicate_pairs(hashes, max_distance=cfg.max_distance))
+    pairs = pd.concat(found, ignore_index=True).drop_duplicates(["a", "b"]).reset_index(drop=True)
+    table = table.copy()
+    table["dup_group"] = duplicate_groups(len(table), pairs)
+    ids = table["id"].to_numpy()
+    split = table["split"].to_numpy()
+    named = pd.DataFrame(
+        {
+            "id_a": ids[pairs["a"]],
+            "id_b": ids[pairs["b"]],
+            "split_a": split[pairs["a"]],
+            "split_b": split[pairs["b"]],
+            "distance": pairs["distance"].to_numpy(),
+        }
+    )
+    write_parquet(layout.root / "duplicates.parquet", named)
+    leaks = leak_table(named)
+    write_csv(layout.root / "leaks.csv", leaks)
+    groups = int(table["dup_group"].nunique())
+    say(
+        f"prepare: {len(named)} duplicate pairs ({', '.join(cfg.kinds)}), {len(table) - groups} images in "
+        f"duplicate groups, {leaks['test_id'].nunique()} test images matching labelled ones -> leaks.csv"
+    )
+    return table
+
+
+def leak_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """test_id, labelled_id, distance for every pair between a test and a training image, nearest first."""
+    mixed = pairs[pairs["split_a"] != pairs["split_b"]]
+    a_test = mixed["split_a"] == "test"
+    frame = pd.DataFrame(
+        {
+            "test_id": np.where(a_test, mixed["id_a"], mixed["id_b"]),
+            "labelled_id": np.where(a_test, mixed["id_b"], mixed["id_a"]),
+            "distance": mixed["distance"].to_numpy(),
+        }
+    )
+    return frame.sort_values(["test_id", "distance", "labelled_id"]).reset_index(drop=True)

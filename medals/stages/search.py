@@ -1,0 +1,119 @@
+"""search: HPA3's augmentation-policy search, run before training when the recipe has policy_search.
+
+Each candidate policy trains the recipe (with policy_search.overrides applied, e.g. a ResNet18 at 256 px)
+for policy_search.epochs on fold policy_search.fold, with the dihedral flips plus the candidate as its
+augmentation; the best policy_search.keep policies are written to <run dir>/<policy_search.file>, which
+train.augment reads as {name: PolicyFile, path: "{run_dir}/policies.json"}. Candidates train in
+<run dir>/search/candidate-<training hash>, so an interrupted search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medals.config import Recipe, apply_override, recipe_from_dict
+from medals.errors import MedalsError
+from medals.layout import RunLayout
+from medals.stages.common import positive_index, read_labels, say, train_rows_with_folds
+
+
+def search_dir(layout: RunLayout) -> Path:
+    return layout.root / "search"
+
+
+def policies_path(recipe: Recipe, layout: RunLayout) -> Path:
+    """Where the search writes its policies (policy_search.file, relative to the run directory)."""
+    if recipe.policy_search is None:
+        raise MedalsError("the recipe has no policy_search")
+    return layout.root / recipe.policy_search.file
+
+
+def candidate_recipe(recipe: Recipe) -> Recipe:
+    """The recipe the candidates train: policy_search.overrides applied, no SWA, no fold choice."""
+    cfg = recipe.policy_search
+    if cfg is None:
+        raise MedalsError("the recipe has no policy_search")
+    tree = recipe.model_dump(mode="json")
+    tree["policy_search"] = None
+    tree["train"].update(swa=None, folds=None, epochs=cfg.epochs)
+    for key, value in cfg.overrides.items():
+        parts = str(key).split(".")
+        if not key or any(not part for part in parts):
+            raise MedalsError(f"policy_search.overrides key '{key}' is not a dotted recipe key")
+        if parts[0] == "policy_search":
+            raise MedalsError(f"policy_search.overrides key '{key}' cannot change the search itself")
+        apply_override(tree, parts, value)
+    return recipe_from_dict(tree, f"policy_search.overrides {cfg.overrides}")
+
+
+def _uses_file(recipe: Recipe, path: Path) -> bool:
+    from medals.data.augment_cpu import recipe_augment
+
+    def walk(spec) -> bool:
+        for op in spec or []:
+            if op.get("name") == "PolicyFile" and Path(str(op.get("path"))).resolve() == path.resolve():
+                return True
+            if isinstance(op.get("transforms"), list) and walk(op["transforms"]):
+                return True
+        return False
+
+    return walk(recipe_augment(recipe))
+
+
+def _describe(policy) -> str:
+    return " | ".join(
+        " + ".join(f"{step.op}(p={step.p:g}, m={step.magnitude:g})" for step in sub) for sub in policy
+    )
+
+
+def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
+    from medals.augment_policy import default_score_fn, search_policies, write_policies
+
+    cfg = recipe.policy_search
+    if cfg is None:
+        say("search: no policy_search in the recipe, nothing to do")
+        return
+    if cfg.fold >= recipe.split.n_folds:
+        raise MedalsError(f"policy_search.fold {cfg.fold} is outside 0..{recipe.split.n_folds - 1}")
+    if cfg.keep > cfg.candidates:
+        raise MedalsError(f"policy_search.keep ({cfg.keep}) is more than policy_search.candidates")
+    candidate = candidate_recipe(recipe)
+    rows = train_rows_with_folds(layout)
+    labels = read_labels(layout)
+    out = policies_path(recipe, layout)
+    work = search_dir(layout)
+    score_fn = default_score_fn(
+        candidate,
+        rows,
+        cfg.fold,
+        work,
+        cfg.epochs,
+        device=device,
+        num_classes=labels["num_classes"],
+        positive=positive_index(candidate, labels["classes"]),
+    )
+    seed = recipe.seed if cfg.seed is None else cfg.seed
+    say(
+        f"search: {cfg.candidates} candidates of {cfg.subpolicies} sub-policies, {cfg.epochs} epoch(s) each "
+        f"on fold {cfg.fold} ({candidate.model.backbone} at {candidate.train.image_size} px), keeping "
+        f"{cfg.keep}"
+    )
+    # Progress goes to a file in the work folder; the policies file appears only when the search is done,
+    # so training never reads the best-so-far of an interrupted search.
+    kept = search_policies(
+        score_fn,
+        cfg.candidates,
+        cfg.subpolicies,
+        cfg.keep,
+        seed,
+        path=work / "policies.partial.json",
+    )
+    write_policies(out, kept)
+    for rank, (score, policy) in enumerate(kept, 1):
+        say(f"search: kept #{rank} score {score:.4g}: {_describe(policy)}")
+    say(f"search: best {candidate.main_metric} {kept[0][0]:.4g}; {len(kept)} policies written to {out}")
+    if not _uses_file(recipe, out):
+        say(
+            f"search: note: train.augment has no PolicyFile reading {out}; add "
+            f'{{name: PolicyFile, path: "{{run_dir}}/{cfg.file}"}} to train with the found policies'
+        )
