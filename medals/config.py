@@ -190,7 +190,8 @@ class TrainConfig(Strict):
     std: list[float] | None = None
     # "fixed": (x/255 - mean)/std with train.mean/std (or the defaults); "image": each image's channels
     # standardised by their own mean/std after augmentation (HPA 3rd place); train.mean/std unused.
-    normalize: Literal["fixed", "image"] = "fixed"
+    # dataset: per-channel mean/std of the training images, measured by prepare (HPA1)
+    normalize: Literal["fixed", "image", "dataset"] = "fixed"
     checkpoints: list[CheckpointRule] = Field(default_factory=lambda: [CheckpointRule()])
     swa: SwaConfig | None = None
     folds: list[int] | None = None  # train only these folds

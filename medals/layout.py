@@ -24,6 +24,11 @@ class RunLayout:
         return self.root / "labels.json"
 
     @property
+    def channel_stats(self) -> Path:
+        """Per-channel mean/std of the training images (train.normalize: dataset), written by prepare."""
+        return self.root / "channel_stats.json"
+
+    @property
     def folds(self) -> Path:
         return self.root / "folds.parquet"
 

@@ -36,6 +36,8 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     dumped = recipe.model_dump(mode="json")
     payload = {name: dumped[name] for name in _INPUTS[stage]}
     payload["data_root"] = str(recipe.data_root)
+    if stage == "prepare":
+        payload["normalize"] = recipe.train.normalize  # "dataset" makes prepare measure channel stats
     if stage == "search":
         # The candidates bring their own augmentation, epochs and no SWA; the policies file the search
         # writes (read through train.augment) is its output, not its input.
@@ -76,7 +78,22 @@ def stage_state(recipe: Recipe, layout: RunLayout, stage: str) -> str:
     return "done" if stamp.get("done") else "interrupted"
 
 
+def with_dataset_stats(recipe: Recipe, layout: RunLayout) -> Recipe:
+    """train.normalize 'dataset': the recipe with the mean/std that prepare measured filled in."""
+    if recipe.train.normalize != "dataset":
+        return recipe
+    if not layout.channel_stats.exists():
+        raise MedalsError(
+            f"{layout.channel_stats} does not exist: run `medals prepare` for this recipe first"
+        )
+    stats = read_json(layout.channel_stats)
+    train = recipe.train.model_copy(update={"normalize": "fixed", "mean": stats["mean"], "std": stats["std"]})
+    return recipe.model_copy(update={"train": train})
+
+
 def _run_stage(recipe: Recipe, layout: RunLayout, stage: str, device) -> None:
+    if stage != "prepare":
+        recipe = with_dataset_stats(recipe, layout)
     from medals.stages.evaluate import run_evaluate
     from medals.stages.predict import run_predict
     from medals.stages.prepare import run_prepare

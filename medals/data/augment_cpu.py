@@ -311,7 +311,8 @@ def build_transform(
     elif normalize == "fixed":
         ops.append(ChannelNormalize(mean, std))
     else:
-        raise MedalsError(f"train.normalize must be 'fixed' or 'image', got {normalize!r}")
+        # "dataset" is resolved by the pipeline into fixed mean/std from prepare's measurement.
+        raise MedalsError(f"train.normalize must be 'fixed' or 'image' here, got {normalize!r}")
     return A.Compose(ops)
 
 

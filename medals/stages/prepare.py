@@ -24,6 +24,19 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
         from medals.stages.duplicates import find_duplicates
 
         table = find_duplicates(recipe, table, layout)
+    if recipe.train.normalize == "dataset":
+        from medals.data.stats import channel_stats
+
+        train_paths = table.loc[table["split"] == "train", "path"].tolist()
+        # A sample is enough for stable statistics and keeps prepare fast on 100k-image sets.
+        mean, std = channel_stats(train_paths, sample=min(len(train_paths), 2000), seed=recipe.seed)
+        write_json(layout.channel_stats, {"mean": mean, "std": std})
+        say(
+            "prepare: channel mean "
+            + " ".join(f"{m:.4f}" for m in mean)
+            + ", std "
+            + " ".join(f"{v:.4f}" for v in std)
+        )
     write_json(layout.labels, {"classes": classes, "num_classes": num_classes})
     write_parquet(layout.table, table)
     counts = table["split"].value_counts().to_dict()
