@@ -14,14 +14,8 @@ from medals.errors import MedalsError
 from medals.metric_learning import embed, nearest_neighbours, replace_by_neighbour, train_arcface
 from medals.models.arcface import ArcFaceModel, ArcMarginProduct, EmbeddingNet
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP spin-waiting.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test here runs on one torch thread (see conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _margin_2d(s: float = 30.0, m: float = 0.5, easy_margin: bool = False) -> ArcMarginProduct:

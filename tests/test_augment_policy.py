@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from medals.augment_policy import (
     HPA3_OPS,
@@ -177,14 +176,6 @@ def test_policy_file_op_names_a_missing_or_broken_file(tmp_path, content, words)
         assert word in str(info.value)
     with pytest.raises(MedalsError, match="'paths'"):
         build_ops([{"name": "PolicyFile", "paths": str(path)}])
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tiny_real_search_writes_a_file_that_policy_file_applies(tmp_path, one_thread):

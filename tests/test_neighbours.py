@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import medals.metric_learning
 from medals.config import Recipe
@@ -23,12 +22,8 @@ K = 5
 PER_IDENTITY = 8  # 24 training rows; the odd ones are the reference (external) rows
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test here runs on one torch thread (see conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(colour, rng: np.random.Generator, noise: int = 25) -> np.ndarray:
