@@ -1,0 +1,307 @@
+"""medals.data.augment_gpu against albumentations 2.0.8 / cv2 on CPU tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from albumentations.augmentations.geometric import functional as fgeometric
+from albumentations.augmentations.pixel import functional as fpixel
+
+from medals.data import augment_gpu as G
+
+ROOT = Path(__file__).resolve().parents[1]
+MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def _images(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
+
+
+def _raw(spec, x, m=None, seed=0):
+    """Apply a spec without Resize/Normalize changing anything: size kept, back to the 0-255 scale."""
+    aug = G.build_gpu_transform(spec, x.shape[-1], (0, 0, 0), (1 / 255,) * 3)
+    out, mo = aug(x, m, _gen(seed))
+    return out, mo
+
+
+@pytest.mark.parametrize(
+    ("name", "fn"),
+    [
+        ("HorizontalFlip", lambda a: a[..., ::-1]),
+        ("VerticalFlip", lambda a: a[..., ::-1, :]),
+        ("Transpose", lambda a: np.swapaxes(a, -1, -2)),
+    ],
+)
+def test_dihedral_exact(name, fn):
+    x = _images()
+    m = (x[:, :1] > 128).to(torch.uint8)
+    out, mo = _raw([{"name": name, "p": 1.0}], x, m)
+    np.testing.assert_array_equal(out.round().to(torch.uint8).numpy(), fn(x.numpy()))
+    np.testing.assert_array_equal(mo.numpy(), fn(m.numpy()))
+
+
+def test_p0_identity_and_normalisation():
+    x = _images()
+    aug = G.build_gpu_transform([{"name": "HorizontalFlip", "p": 0.0}], 32, MEAN, STD)
+    out, _ = aug(x, None, _gen())
+    ref = A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0, p=1.0)
+    for i in range(len(x)):
+        expect = ref(image=x[i].permute(1, 2, 0).numpy())["image"]
+        np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), expect, atol=1e-5)
+
+
+def test_probability_binomial():
+    n = 400
+    x = torch.zeros((n, 1, 4, 4), dtype=torch.uint8)
+    x[..., 0] = 255  # left column bright: a flip moves it
+    for p, lo, hi in ((0.0, 0, 0), (1.0, n, n), (0.5, 170, 230)):  # 0.5: > 3 sigma (10) each side
+        aug = G.build_gpu_transform([{"name": "HorizontalFlip", "p": p}], 4, (0,), (1 / 255,))
+        out, _ = aug(x, None, _gen(1))
+        flipped = int((out[:, 0, 0, -1] > 128).sum())
+        assert lo <= flipped <= hi
+
+
+def test_oneof_weights_and_p():
+    n = 400
+    x = torch.zeros((n, 1, 4, 4), dtype=torch.uint8)
+    x[..., 0, 0] = 255  # top-left corner
+    spec = [
+        {
+            "name": "OneOf",
+            "p": 0.5,
+            "transforms": [{"name": "HorizontalFlip", "p": 0.75}, {"name": "VerticalFlip", "p": 0.25}],
+        }
+    ]
+    aug = G.build_gpu_transform(spec, 4, (0,), (1 / 255,))
+    out, _ = aug(x, None, _gen(2))
+    h = int((out[:, 0, 0, -1] > 128).sum())
+    v = int((out[:, 0, -1, 0] > 128).sum())
+    assert 120 <= h <= 180  # 400 * 0.5 * 0.75 = 150
+    assert 30 <= v <= 70  # 400 * 0.5 * 0.25 = 50
+
+
+def test_brightness_contrast_matches_albumentations_and_ranges():
+    img = _images(1, 16)[0].permute(1, 2, 0).numpy().copy()
+    t = A.RandomBrightnessContrast(p=1.0)
+    for alpha, beta in ((1.15, 0.0), (0.85, 20.0), (1.0, -40.0), (1.2, 51.0)):
+        ref = t.apply(img, alpha=alpha, beta=beta)
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+        got = G.brightness_contrast(x, torch.tensor([alpha]), torch.tensor([beta]))[0].permute(1, 2, 0)
+        assert np.abs(got.numpy() - ref.astype(np.float32)).max() <= 1.0
+    # ranges: brightness 0.2 shifts a mid-grey image by at most 0.2 * 255, contrast 0.2 scales by 0.8..1.2
+    grey = torch.full((200, 3, 4, 4), 100, dtype=torch.uint8)
+    out, _ = _raw(
+        [{"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.0, "p": 1}], grey
+    )
+    shift = out.mean(dim=(1, 2, 3)) - 100
+    assert shift.abs().max() <= 0.2 * 255 + 1e-3 and shift.std() > 15
+    out, _ = _raw(
+        [{"name": "RandomBrightnessContrast", "brightness_limit": 0.0, "contrast_limit": 0.2, "p": 1}], grey
+    )
+    ratio = out.mean(dim=(1, 2, 3)) / 100
+    assert ratio.min() >= 0.8 - 1e-4 and ratio.max() <= 1.2 + 1e-4 and ratio.std() > 0.05
+
+
+def test_hsv_close_to_albumentations():
+    img = _images(1, 32, seed=3)[0].permute(1, 2, 0).numpy().copy()
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    for hue, sat, val in ((7.0, 0.0, 0.0), (0.0, 15.0, 0.0), (0.0, 0.0, -9.0), (-5.0, -12.0, 8.0)):
+        ref = fpixel.shift_hsv(img, hue, sat, val).astype(np.float32)
+        got = G.shift_hsv(x, torch.tensor([hue]), torch.tensor([sat]), torch.tensor([val]))[0]
+        diff = np.abs(got.permute(1, 2, 0).numpy() - ref)
+        assert diff.mean() < 2.0, (hue, sat, val, diff.mean())
+    # zero shift is (numerically) the identity
+    same = G.shift_hsv(x, torch.zeros(1), torch.zeros(1), torch.zeros(1))
+    assert (same - x).abs().max() < 1e-3
+
+
+def test_affine_mask_follows_image_and_matches_cv2():
+    rng = np.random.default_rng(4)
+    mask = torch.from_numpy((rng.random((6, 1, 40, 40)) > 0.5).astype(np.uint8))
+    x = (mask * 255).repeat(1, 3, 1, 1)
+    spec = [
+        {
+            "name": "Affine",
+            "translate_percent": [-0.1, 0.1],
+            "scale": [0.9, 1.1],
+            "keep_ratio": True,
+            "rotate": [-15, 15],
+            "border_mode": 0,
+            "fill": 0,
+            "interpolation": 0,
+            "p": 1.0,
+        }
+    ]
+    out, mo = _raw(spec, x, mask, seed=5)
+    assert not torch.equal(mo, mask)
+    np.testing.assert_array_equal((out[:, 0] > 127).numpy(), mo[:, 0].numpy() == 1)
+    # same matrix as albumentations' Affine -> cv2.warpAffine (bilinear): near-identical images
+    img = _images(1, 40, seed=6)[0].permute(1, 2, 0).numpy().copy()
+    t = torch.tensor
+    mat = G.affine_matrices(40, 40, t([1.07]), t([1.07]), t([12.0]), t([3.0]), t([-2.0]))
+    ref_mat = fgeometric.create_affine_transformation_matrix(
+        {"x": 3, "y": -2}, {"x": 0, "y": 0}, {"x": 1.07, "y": 1.07}, 12.0, fgeometric.center((40, 40))
+    )
+    np.testing.assert_allclose(mat[0].numpy(), ref_mat, atol=1e-5)
+    ref = cv2.warpAffine(img, ref_mat[:2], (40, 40), flags=cv2.INTER_LINEAR, borderValue=0)
+    got = G.warp_affine(torch.from_numpy(img).permute(2, 0, 1)[None].float(), mat)[0].permute(1, 2, 0)
+    diff = np.abs(got.numpy() - ref.astype(np.float32))
+    assert diff[2:-2, 2:-2].mean() < 1.0 and np.median(diff) < 1.0
+
+
+@pytest.mark.parametrize(("ksize", "sigma"), [(3, 0.8), (5, 1.1), (5, 0.9)])
+def test_gaussian_kernel_equals_cv2(ksize, sigma):
+    imp = np.zeros((15, 15), np.float32)
+    imp[7, 7] = 1.0
+    ref = cv2.GaussianBlur(imp, (ksize, ksize), sigma)
+    k1 = G.gaussian_kernel_1d(sigma, ksize)
+    got = G.filter_per_sample(torch.from_numpy(imp)[None, None], [np.outer(k1, k1)])[0, 0]
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-6)
+
+
+def test_motion_kernel_and_filter_match_cv2():
+    img = _images(1, 20, seed=7)[0].permute(1, 2, 0).numpy().astype(np.float32)
+    k = G.motion_kernel(5, 30.0, 0.3, (0.2, -0.4))
+    ref = cv2.filter2D(img, -1, k)  # reflect-101 border
+    got = G.filter_per_sample(torch.from_numpy(img).permute(2, 0, 1)[None], [k])[0].permute(1, 2, 0)
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-3)
+    assert abs(k.sum() - 1) < 1e-6
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_equals_cv2(ksize):
+    img = _images(1, 20, seed=8)[0].permute(1, 2, 0).numpy().copy()
+    ref = cv2.medianBlur(img, ksize)
+    got = G.median_blur(torch.from_numpy(img).permute(2, 0, 1)[None].float(), ksize)[0].permute(1, 2, 0)
+    np.testing.assert_array_equal(got.numpy().astype(np.uint8), ref)
+
+
+def test_kernel_sizes_sampled_like_albumentations():
+    sizes = G.sample_odd(3, 5, 400, _gen(9))
+    assert set(sizes.tolist()) == {3, 5}
+    assert 150 <= int((sizes == 5).sum()) <= 250
+
+
+def test_coarse_dropout_holes():
+    n, s = 50, 64
+    x = torch.full((n, 3, s, s), 200, dtype=torch.uint8)
+    m = torch.ones((n, 1, s, s), dtype=torch.uint8)
+    spec = [
+        {
+            "name": "CoarseDropout",
+            "num_holes_range": [1, 1],
+            "hole_height_range": [0.375, 0.375],
+            "hole_width_range": [0.375, 0.375],
+            "fill": 0,
+            "p": 1.0,
+        }
+    ]
+    out, mo = _raw(spec, x, m, seed=10)
+    side = int(0.375 * s)
+    holes = out[:, 0] < 1
+    assert (holes.sum(dim=(1, 2)) == side * side).all()
+    rows, cols = holes.any(2).sum(1), holes.any(1).sum(1)
+    assert (rows == side).all() and (cols == side).all()
+    assert torch.equal(mo, m)  # albumentations 2: fill_mask None leaves masks alone
+    spec[0]["fill_mask"] = 0
+    out, mo = _raw(spec, x, m, seed=10)
+    assert torch.equal(mo[:, 0] == 0, out[:, 0] < 1)
+    # pixel ranges: sizes within [lo, hi]
+    spec = [
+        {
+            "name": "CoarseDropout",
+            "num_holes_range": [1, 3],
+            "hole_height_range": [4, 9],
+            "hole_width_range": [5, 6],
+            "fill": 0,
+            "p": 1.0,
+        }
+    ]
+    op = G.build_gpu_transform(spec, s, MEAN, STD).ops[0]
+    x0, y0, x1, y1, valid = op.holes(200, s, s, _gen(11), torch.device("cpu"))
+    hh, ww = (y1 - y0)[valid], (x1 - x0)[valid]
+    assert hh.min() >= 4 and hh.max() <= 9 and ww.min() >= 5 and ww.max() <= 6
+    assert (x0 >= 0).all() and (x1 <= s).all() and (y0 >= 0).all() and (y1 <= s).all()
+    assert set(valid.sum(1).tolist()) == {1, 2, 3}
+
+
+def test_optical_distortion_maps_equal_cv2():
+    spec = [{"name": "OpticalDistortion", "distort_limit": [0.4, 0.4], "p": 1.0}]
+    op = G.build_gpu_transform(spec, 24, MEAN, STD).ops[0]
+    mx, my = op.maps(1, 20, 24, _gen(), torch.device("cpu"))
+    rx, ry = fgeometric.get_camera_matrix_distortion_maps((20, 24), 0.4)
+    np.testing.assert_allclose(mx[0].numpy(), rx, atol=1e-3)
+    np.testing.assert_allclose(my[0].numpy(), ry, atol=1e-3)
+
+
+def test_grid_distortion_axis_equals_albumentations():
+    rng = np.random.default_rng(15)
+    for size in (30, 33):
+        sx, sy = (1 + rng.uniform(-1, 1, 6)).tolist(), (1 + rng.uniform(-1, 1, 6)).tolist()
+        rx, ry = fgeometric.generate_grid((size, size + 3), sx, sy, 5)
+        np.testing.assert_allclose(G.GridDistortion._axis(size + 3, sx, 5), rx[0], atol=1e-4)
+        np.testing.assert_allclose(G.GridDistortion._axis(size, sy, 5), ry[:, 0], atol=1e-4)
+
+
+def test_distortions_keep_masks_aligned():
+    rng = np.random.default_rng(16)
+    mask = torch.from_numpy((rng.random((4, 1, 32, 32)) > 0.5).astype(np.uint8))
+    x = (mask * 255).repeat(1, 3, 1, 1)
+    for op in (
+        {"name": "OpticalDistortion", "distort_limit": 1.0, "border_mode": 4, "interpolation": 0},
+        {
+            "name": "GridDistortion",
+            "num_steps": 5,
+            "distort_limit": 1.0,
+            "normalized": False,
+            "border_mode": 4,
+            "interpolation": 0,
+        },
+        {"name": "ElasticTransform", "alpha": 30, "sigma": 5, "border_mode": 4, "interpolation": 0},
+    ):
+        out, mo = _raw([{**op, "p": 1.0}], x, mask, seed=17)
+        assert not torch.equal(mo, mask), op["name"]
+        np.testing.assert_array_equal((out[:, 0] > 127).numpy(), mo[:, 0].numpy() == 1)
+
+
+def _mel_spec():
+    spec = yaml.safe_load(MEL.read_text())["train"]["augment"]
+    return [op for op in spec if op["name"] != "CLAHE"]
+
+
+def test_melanoma_list_runs_and_is_deterministic():
+    x = _images(8, 64, seed=12)
+    m = (x[:, :1] > 128).to(torch.uint8)
+    aug = G.build_gpu_transform(_mel_spec(), 32, MEAN, STD)
+    out, mo = aug(x, m, _gen(13))
+    assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
+    assert mo.shape == (8, 1, 32, 32) and mo.dtype == torch.uint8
+    assert torch.isfinite(out).all()
+    lo = (0 - torch.tensor(MEAN)) / torch.tensor(STD)
+    hi = (1 - torch.tensor(MEAN)) / torch.tensor(STD)
+    per_c = out.transpose(0, 1).reshape(3, -1)
+    assert (per_c.min(1).values >= lo - 1e-4).all() and (per_c.max(1).values <= hi + 1e-4).all()
+    out2, mo2 = aug(x, m, _gen(13))
+    assert torch.equal(out, out2) and torch.equal(mo, mo2)
+    out3, _ = aug(x, m, _gen(14))
+    assert not torch.equal(out, out3)
+
+
+def test_unsupported_op_raises():
+    spec = yaml.safe_load(MEL.read_text())["train"]["augment"]
+    with pytest.raises(NotImplementedError, match="CLAHE.*supported: .*Affine"):
+        G.build_gpu_transform(spec, 32, MEAN, STD)
