@@ -11,6 +11,7 @@ import pytest
 from medals.data.cache import build_cache, cache_name
 from medals.data.io import read_image
 from medals.errors import MedalsError
+from tests.dicom_files import write_dicom
 
 
 def _table(tmp_path, n: int = 3) -> pd.DataFrame:
@@ -90,27 +91,8 @@ def test_cache_reports_unreadable_image(tmp_path):
 
 
 def _write_dicom(path, pixels: np.ndarray, photometric: str) -> str:
-    """A minimal single-frame 16-bit grayscale DICOM file, as an X-ray archive would hold."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return str(path)
+    """A 16-bit (12 bits stored) X-ray-like file."""
+    return write_dicom(path, pixels, photometric, bits_stored=12)
 
 
 def _dicom_table(tmp_path) -> pd.DataFrame:

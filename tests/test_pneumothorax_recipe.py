@@ -30,6 +30,7 @@ from medals.models.segmenter import Segmenter
 from medals.plan import make_plan
 from medals.rle import decode, decode_many, encode
 from medals.train.schedules import epoch_table
+from tests.dicom_files import write_dicom
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "pneumothorax_2nd"
 SIZE = 1024  # the competition's image and mask size
@@ -227,29 +228,10 @@ def test_formula_gives_the_seed_table(name):
 # ---- (c) the adapter --------------------------------------------------------------------------------
 
 
-def write_dicom(path: Path, pixels: np.ndarray, monochrome1: bool = False) -> None:
+def write_siim_dicom(path: Path, pixels: np.ndarray, monochrome1: bool = False) -> None:
     """An 8-bit grayscale DICOM file as in the SIIM set; MONOCHROME1 stores the inverted values."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelRepresentation = 0
     stored = 255 - pixels if monochrome1 else pixels
-    ds.PixelData = np.ascontiguousarray(stored, dtype=np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    write_dicom(path, stored, "MONOCHROME1" if monochrome1 else "MONOCHROME2")
 
 
 def nested(folder: str, k: int, image_id: str) -> str:
@@ -271,9 +253,9 @@ def test_adapter_on_nested_dicom_layout(tmp_path):
     rle_b = encode(other, "siim")
     image = np.add.outer(np.arange(16) * 8, np.arange(16) * 8).clip(0, 255).astype(np.uint8)
     for k, image_id in enumerate(["a1", "b2", "c3", "orphan"]):
-        write_dicom(tmp_path / nested("dicom-images-train", k, image_id), image, monochrome1=k == 1)
-    write_dicom(tmp_path / "dicom-images-test" / "t1.dcm", image)  # a flat folder works too
-    write_dicom(tmp_path / nested("dicom-images-test", 9, "t0"), image)
+        write_siim_dicom(tmp_path / nested("dicom-images-train", k, image_id), image, monochrome1=k == 1)
+    write_siim_dicom(tmp_path / "dicom-images-test" / "t1.dcm", image)  # a flat folder works too
+    write_siim_dicom(tmp_path / nested("dicom-images-test", 9, "t0"), image)
     write_rle_csv(tmp_path / "train-rle.csv", [("a1", rle_a), ("b2", "-1"), ("a1", rle_b), ("c3", "-1")])
     (tmp_path / "sample_submission.csv").write_text("ImageId,EncodedPixels\nt0,-1\nt1,-1\n")
 
@@ -367,7 +349,7 @@ def miniature_competition(root: Path) -> dict[str, list[str]]:
         parts = rle[rle["ImageId"] == image_id]["EncodedPixels"].tolist()
         mask = decode_many("|".join(parts), (SIZE, SIZE), "siim")
         folder = "dicom-images-train" if image_id in train_ids else "dicom-images-test"
-        write_dicom(root / nested(folder, k, image_id), chest_film(k, mask), monochrome1=k % 5 == 2)
+        write_siim_dicom(root / nested(folder, k, image_id), chest_film(k, mask), monochrome1=k % 5 == 2)
     recipe = load_recipe(recipe_file("seg_unet_se50_1024"))
     sample = pd.DataFrame({"ImageId": test_ids[::-1], "EncodedPixels": "-1"})
     sample.to_csv(root / recipe.data.sample_submission, index=False)
