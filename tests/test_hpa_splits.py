@@ -10,7 +10,6 @@ from medals.data.hpa_splits import (
     grouped_multilabel_folds,
     hpa3_chunks,
     hpa3_fold_of_chunk,
-    hpa3_roles,
     split_train_and_external,
 )
 from medals.errors import MedalsError
@@ -124,7 +123,12 @@ def test_hpa3_chunks_and_fold_mapping():
     assert hpa3_fold_of_chunk(np.array([0, 3, 10])).tolist() == [0, 1, -1]
     with pytest.raises(MedalsError):
         hpa3_fold_of_chunk(11)
-    roles = hpa3_roles(chunks, fold=2)
-    assert set(roles[(chunks == 4) | (chunks == 5)]) == {"val"}
-    assert set(roles[chunks == 10]) == {"test_val"}
-    assert set(roles[~np.isin(chunks, [4, 5, 10])]) == {"train"}
+    # The pipeline's roles for fold 2: validation on chunks 4 and 5, the hold-out (fold -2) never
+    # trained on, every other chunk trained on (the rule medals.train.loop applies).
+    from medals.data.splits import HOLDOUT
+
+    folds = np.where(hpa3_fold_of_chunk(chunks) < 0, HOLDOUT, hpa3_fold_of_chunk(chunks))
+    assert set(chunks[folds == 2].tolist()) == {4, 5}
+    assert set(chunks[folds == HOLDOUT].tolist()) == {10}
+    trained = (folds != 2) & (folds != HOLDOUT)
+    assert (trained == ~np.isin(chunks, [4, 5, 10])).all()

@@ -6,7 +6,7 @@
   competition image with a different label set are dropped).
 - HPA3 (``hpa3_chunks``): 11 multilabel-stratified chunks; chunk 10 is the hold-out "test_val" (used
   for thresholds and ensemble weights) and fold k validates on chunks 2k and 2k+1
-  (``hpa3_fold_of_chunk``, ``hpa3_roles``).
+  (``hpa3_fold_of_chunk``).
 
 Duplicate groups come from ``medals.data.hashing.duplicate_groups``: one integer per row, rows of one
 group are duplicates of one another. Stratification sees one representative per group, labelled with the
@@ -161,12 +161,3 @@ def hpa3_fold_of_chunk(chunk: int | np.ndarray, n_chunks: int = HPA3_CHUNKS) -> 
         raise MedalsError(f"chunk ids must lie in 0..{n_chunks - 1}")
     folds = np.where(chunks == n_chunks - 1, TEST_VAL, chunks // 2)
     return int(folds) if folds.ndim == 0 else folds
-
-
-def hpa3_roles(chunks: np.ndarray, fold: int, n_chunks: int = HPA3_CHUNKS) -> np.ndarray:
-    """ "train", "val" or "test_val" for each row, for one fold of HPA3's chunked split."""
-    n_folds = (n_chunks - 1) // 2
-    if not 0 <= fold < n_folds:
-        raise MedalsError(f"fold {fold} outside 0..{n_folds - 1}")
-    chunk_fold = hpa3_fold_of_chunk(np.asarray(chunks), n_chunks)
-    return np.where(chunk_fold == TEST_VAL, "test_val", np.where(chunk_fold == fold, "val", "train"))

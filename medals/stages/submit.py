@@ -125,16 +125,19 @@ def _average_test_duplicates(layout, ids: pd.Series, probs: np.ndarray) -> np.nd
 def _replace_leaks(layout, ids: pd.Series, decisions: np.ndarray, num_classes: int) -> np.ndarray:
     """Test images that duplicate a labelled image take its labels (nearest match first)."""
     from medals.data.splits import multi_hot
+    from medals.thresholds import replace_leaks
 
     _test_table(layout, ids, "submit.replace_leaks")
     leaks = pd.read_csv(layout.root / "leaks.csv", dtype={"test_id": str, "labelled_id": str})
-    leaks = leaks.drop_duplicates("test_id")  # nearest first
-    labelled = train_rows(layout).set_index("id")["labels"]
-    position = {test_id: i for i, test_id in enumerate(ids.astype(str))}
-    out = decisions.copy()
-    for test_id, labelled_id in zip(leaks["test_id"], leaks["labelled_id"], strict=True):
-        if test_id in position and labelled_id in labelled.index:
-            out[position[test_id]] = multi_hot(pd.Series([labelled[labelled_id]]), num_classes)[0] > 0
+    train = train_rows(layout)
+    test_index = pd.Series(range(len(ids)), index=ids.astype(str).to_numpy())
+    labelled_index = pd.Series(range(len(train)), index=train["id"].astype(str).to_numpy())
+    leaks = leaks[leaks["test_id"].isin(test_index.index) & leaks["labelled_id"].isin(labelled_index.index)]
+    leaks = leaks.assign(
+        test_index=test_index.loc[leaks["test_id"]].to_numpy(),
+        labelled_index=labelled_index.loc[leaks["labelled_id"]].to_numpy(),
+    )
+    out = replace_leaks(decisions, leaks, multi_hot(train["labels"], num_classes) > 0)
     say(f"submit: {int((out != decisions).any(axis=1).sum())} test predictions replaced by leaked labels")
     return out
 
