@@ -47,7 +47,7 @@ def find_duplicates(recipe: Recipe, table: pd.DataFrame, layout: RunLayout) -> p
         }
     )
     write_parquet(layout.root / "duplicates.parquet", named)
-    leaks = leak_table(named)
+    leaks = leak_table(table, pairs)
     write_csv(layout.root / "leaks.csv", leaks)
     groups = int(table["dup_group"].nunique())
     say(
@@ -57,15 +57,24 @@ def find_duplicates(recipe: Recipe, table: pd.DataFrame, layout: RunLayout) -> p
     return table
 
 
-def leak_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """test_id, labelled_id, distance for every pair between a test and a training image, nearest first."""
-    mixed = pairs[pairs["split_a"] != pairs["split_b"]]
-    a_test = mixed["split_a"] == "test"
-    frame = pd.DataFrame(
+def leak_table(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """test_id, labelled_id, distance for every pair of a test and a training image, nearest first."""
+    from medals.data.hashing import leaks
+
+    is_test = (table["split"] == "test").to_numpy()
+    # Position of each row among the test rows and among the training rows.
+    position = np.where(is_test, np.cumsum(is_test) - 1, np.cumsum(~is_test) - 1)
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    mixed = is_test[a] != is_test[b]
+    test_row = np.where(is_test[a], a, b)[mixed]
+    labelled_row = np.where(is_test[a], b, a)[mixed]
+    between = pd.DataFrame(
         {
-            "test_id": np.where(a_test, mixed["id_a"], mixed["id_b"]),
-            "labelled_id": np.where(a_test, mixed["id_b"], mixed["id_a"]),
-            "distance": mixed["distance"].to_numpy(),
+            "a": position[test_row],
+            "b": position[labelled_row],
+            "distance": pairs["distance"].to_numpy()[mixed],
         }
     )
-    return frame.sort_values(["test_id", "distance", "labelled_id"]).reset_index(drop=True)
+    ids = table["id"].astype(str)
+    found = leaks(ids[is_test].tolist(), ids[~is_test].tolist(), between)
+    return found[["test_id", "labelled_id", "distance"]]
