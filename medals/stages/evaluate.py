@@ -30,12 +30,14 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
     num_classes = labels["num_classes"]
     positive = positive_index(recipe, labels["classes"])
     n_meta = len(meta_columns(rows))
-    frames, masks, per_fold = [], [], {}
+    frames, masks, truths, vals, per_fold = [], [], [], [], {}
     for fold in fold_ids(recipe):
         val = rows[rows["fold"] == fold].reset_index(drop=True)
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
         probs, cls_probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
         truth = _truth(recipe, val, num_classes)
+        truths.append(truth)
+        vals.append(val)
         per_fold[fold] = score(recipe, val, truth, probs, positive, cls_probs)
         say(f"evaluate: fold {fold}: {_fmt(per_fold[fold])}")
         frame = _oof_frame(recipe, val, probs, num_classes)
@@ -46,7 +48,9 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         if recipe.task == "segmentation":
             masks.append(probs.astype(np.float16))
     oof = pd.concat(frames, ignore_index=True)
-    pooled = _pooled_metrics(recipe, rows, oof, masks, num_classes, positive)
+    pooled = _pooled_metrics(
+        recipe, pd.concat(vals, ignore_index=True), np.concatenate(truths), oof, masks, num_classes, positive
+    )
     say(f"evaluate: pooled OOF ({len(oof)} images, tta {recipe.infer.tta}): {_fmt(pooled)}")
     write_parquet(layout.oof, oof)
     if masks:
@@ -84,15 +88,14 @@ def _oof_frame(recipe: Recipe, rows: pd.DataFrame, probs: np.ndarray, num_classe
     return pd.DataFrame({"id": rows["id"].astype(str), "p_max": probs.reshape(len(probs), -1).max(axis=1)})
 
 
-def _pooled_metrics(recipe, rows, oof, masks, num_classes, positive) -> dict:
-    ordered = rows.set_index("id").loc[oof["id"]].reset_index()
-    truth = _truth(recipe, ordered, num_classes)
+def _pooled_metrics(recipe, rows, truth, oof, masks, num_classes, positive) -> dict:
+    """Metrics over all folds' OOF rows; rows, truth, oof and masks are in the same (fold) order."""
     if recipe.task == "segmentation":
         probs = np.concatenate(masks).astype(np.float32)
     else:
         probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
     cls_probs = oof["p_cls"].to_numpy() if "p_cls" in oof else None
-    return score_pooled(recipe, ordered, truth, probs, oof["fold"].to_numpy(), positive, cls_probs)
+    return score_pooled(recipe, rows, truth, probs, oof["fold"].to_numpy(), positive, cls_probs)
 
 
 def _fmt(metrics: dict) -> str:
