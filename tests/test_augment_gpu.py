@@ -1,4 +1,4 @@
-"""medals.data.augment_gpu against albumentations 2.0.8 / cv2 on CPU tensors."""
+"""medals.data.gpu_augment against albumentations 2.0.8 / cv2 on CPU tensors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ import yaml
 from albumentations.augmentations.geometric import functional as fgeometric
 from albumentations.augmentations.pixel import functional as fpixel
 
-from medals.data import augment_gpu as G
+from medals.data.augment_cpu import ImageStandardize
+from medals.data.gpu_augment import build_gpu_transform
+from medals.data.gpu_augment.blur import (
+    filter_per_sample,
+    gaussian_kernel_1d,
+    median_blur,
+    motion_kernel,
+    sample_odd,
+)
+from medals.data.gpu_augment.color import brightness_contrast, shift_hsv
+from medals.data.gpu_augment.distortion import GridDistortion
+from medals.data.gpu_augment.geometry import affine_matrices, warp_affine
 
 ROOT = Path(__file__).resolve().parents[1]
 MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"
@@ -33,7 +44,7 @@ def _images(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
 
 def _raw(spec, x, m=None, seed=0):
     """Apply a spec without Resize/Normalize changing anything: size kept, back to the 0-255 scale."""
-    aug = G.build_gpu_transform(spec, x.shape[-1], (0, 0, 0), (1 / 255,) * 3)
+    aug = build_gpu_transform(spec, x.shape[-1], (0, 0, 0), (1 / 255,) * 3)
     out, mo = aug(x, m, _gen(seed))
     return out, mo
 
@@ -56,7 +67,7 @@ def test_dihedral_exact(name, fn):
 
 def test_p0_identity_and_normalisation():
     x = _images()
-    aug = G.build_gpu_transform([{"name": "HorizontalFlip", "p": 0.0}], 32, MEAN, STD)
+    aug = build_gpu_transform([{"name": "HorizontalFlip", "p": 0.0}], 32, MEAN, STD)
     out, _ = aug(x, None, _gen())
     ref = A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0, p=1.0)
     for i in range(len(x)):
@@ -64,12 +75,35 @@ def test_p0_identity_and_normalisation():
         np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), expect, atol=1e-5)
 
 
+def test_image_normalize_matches_image_standardize():
+    x = _images(6, 32, seed=3)
+    x[1, 2] = 77  # a flat channel: std 0 -> eps, so 0 like the CPU path
+    x[2] = x[2] // 16  # low contrast image
+    aug = build_gpu_transform([{"name": "HorizontalFlip", "p": 0.0}], 32, None, None, normalize="image")
+    out, _ = aug(x, None, _gen())
+    ref = ImageStandardize(p=1.0)
+    for i in range(len(x)):
+        expect = ref(image=x[i].permute(1, 2, 0).numpy())["image"]
+        np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), expect, atol=1e-5)
+    assert (out[1, 2] == 0).all()
+    # after augmentation and resize: each channel of each output image has mean 0, std 1
+    spec = [{"name": "RandomBrightnessContrast", "p": 1.0}, {"name": "HorizontalFlip", "p": 0.5}]
+    out, _ = build_gpu_transform(spec, 24, MEAN, STD, normalize="image")(x[[0, 3, 4]], None, _gen(1))
+    assert out.shape == (3, 3, 24, 24)
+    std, mean = torch.std_mean(out, dim=(2, 3), correction=0)
+    assert mean.abs().max() < 1e-5 and (std - 1).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="normalize"):
+        build_gpu_transform([], 32, MEAN, STD, normalize="dataset")
+    with pytest.raises(ValueError, match="mean and std"):
+        build_gpu_transform([], 32, None, None)
+
+
 def test_probability_binomial():
     n = 400
     x = torch.zeros((n, 1, 4, 4), dtype=torch.uint8)
     x[..., 0] = 255  # left column bright: a flip moves it
     for p, lo, hi in ((0.0, 0, 0), (1.0, n, n), (0.5, 170, 230)):  # 0.5: > 3 sigma (10) each side
-        aug = G.build_gpu_transform([{"name": "HorizontalFlip", "p": p}], 4, (0,), (1 / 255,))
+        aug = build_gpu_transform([{"name": "HorizontalFlip", "p": p}], 4, (0,), (1 / 255,))
         out, _ = aug(x, None, _gen(1))
         flipped = int((out[:, 0, 0, -1] > 128).sum())
         assert lo <= flipped <= hi
@@ -86,7 +120,7 @@ def test_oneof_weights_and_p():
             "transforms": [{"name": "HorizontalFlip", "p": 0.75}, {"name": "VerticalFlip", "p": 0.25}],
         }
     ]
-    aug = G.build_gpu_transform(spec, 4, (0,), (1 / 255,))
+    aug = build_gpu_transform(spec, 4, (0,), (1 / 255,))
     out, _ = aug(x, None, _gen(2))
     h = int((out[:, 0, 0, -1] > 128).sum())
     v = int((out[:, 0, -1, 0] > 128).sum())
@@ -100,7 +134,7 @@ def test_brightness_contrast_matches_albumentations_and_ranges():
     for alpha, beta in ((1.15, 0.0), (0.85, 20.0), (1.0, -40.0), (1.2, 51.0)):
         ref = t.apply(img, alpha=alpha, beta=beta)
         x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-        got = G.brightness_contrast(x, torch.tensor([alpha]), torch.tensor([beta]))[0].permute(1, 2, 0)
+        got = brightness_contrast(x, torch.tensor([alpha]), torch.tensor([beta]))[0].permute(1, 2, 0)
         assert np.abs(got.numpy() - ref.astype(np.float32)).max() <= 1.0
     # ranges: brightness 0.2 shifts a mid-grey image by at most 0.2 * 255, contrast 0.2 scales by 0.8..1.2
     grey = torch.full((200, 3, 4, 4), 100, dtype=torch.uint8)
@@ -121,11 +155,11 @@ def test_hsv_close_to_albumentations():
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
     for hue, sat, val in ((7.0, 0.0, 0.0), (0.0, 15.0, 0.0), (0.0, 0.0, -9.0), (-5.0, -12.0, 8.0)):
         ref = fpixel.shift_hsv(img, hue, sat, val).astype(np.float32)
-        got = G.shift_hsv(x, torch.tensor([hue]), torch.tensor([sat]), torch.tensor([val]))[0]
+        got = shift_hsv(x, torch.tensor([hue]), torch.tensor([sat]), torch.tensor([val]))[0]
         diff = np.abs(got.permute(1, 2, 0).numpy() - ref)
         assert diff.mean() < 2.0, (hue, sat, val, diff.mean())
     # zero shift is (numerically) the identity
-    same = G.shift_hsv(x, torch.zeros(1), torch.zeros(1), torch.zeros(1))
+    same = shift_hsv(x, torch.zeros(1), torch.zeros(1), torch.zeros(1))
     assert (same - x).abs().max() < 1e-3
 
 
@@ -152,13 +186,13 @@ def test_affine_mask_follows_image_and_matches_cv2():
     # same matrix as albumentations' Affine -> cv2.warpAffine (bilinear): near-identical images
     img = _images(1, 40, seed=6)[0].permute(1, 2, 0).numpy().copy()
     t = torch.tensor
-    mat = G.affine_matrices(40, 40, t([1.07]), t([1.07]), t([12.0]), t([3.0]), t([-2.0]))
+    mat = affine_matrices(40, 40, t([1.07]), t([1.07]), t([12.0]), t([3.0]), t([-2.0]))
     ref_mat = fgeometric.create_affine_transformation_matrix(
         {"x": 3, "y": -2}, {"x": 0, "y": 0}, {"x": 1.07, "y": 1.07}, 12.0, fgeometric.center((40, 40))
     )
     np.testing.assert_allclose(mat[0].numpy(), ref_mat, atol=1e-5)
     ref = cv2.warpAffine(img, ref_mat[:2], (40, 40), flags=cv2.INTER_LINEAR, borderValue=0)
-    got = G.warp_affine(torch.from_numpy(img).permute(2, 0, 1)[None].float(), mat)[0].permute(1, 2, 0)
+    got = warp_affine(torch.from_numpy(img).permute(2, 0, 1)[None].float(), mat)[0].permute(1, 2, 0)
     diff = np.abs(got.numpy() - ref.astype(np.float32))
     assert diff[2:-2, 2:-2].mean() < 1.0 and np.median(diff) < 1.0
 
@@ -168,16 +202,16 @@ def test_gaussian_kernel_equals_cv2(ksize, sigma):
     imp = np.zeros((15, 15), np.float32)
     imp[7, 7] = 1.0
     ref = cv2.GaussianBlur(imp, (ksize, ksize), sigma)
-    k1 = G.gaussian_kernel_1d(sigma, ksize)
-    got = G.filter_per_sample(torch.from_numpy(imp)[None, None], [np.outer(k1, k1)])[0, 0]
+    k1 = gaussian_kernel_1d(sigma, ksize)
+    got = filter_per_sample(torch.from_numpy(imp)[None, None], [np.outer(k1, k1)])[0, 0]
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-6)
 
 
 def test_motion_kernel_and_filter_match_cv2():
     img = _images(1, 20, seed=7)[0].permute(1, 2, 0).numpy().astype(np.float32)
-    k = G.motion_kernel(5, 30.0, 0.3, (0.2, -0.4))
+    k = motion_kernel(5, 30.0, 0.3, (0.2, -0.4))
     ref = cv2.filter2D(img, -1, k)  # reflect-101 border
-    got = G.filter_per_sample(torch.from_numpy(img).permute(2, 0, 1)[None], [k])[0].permute(1, 2, 0)
+    got = filter_per_sample(torch.from_numpy(img).permute(2, 0, 1)[None], [k])[0].permute(1, 2, 0)
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-3)
     assert abs(k.sum() - 1) < 1e-6
 
@@ -186,12 +220,12 @@ def test_motion_kernel_and_filter_match_cv2():
 def test_median_equals_cv2(ksize):
     img = _images(1, 20, seed=8)[0].permute(1, 2, 0).numpy().copy()
     ref = cv2.medianBlur(img, ksize)
-    got = G.median_blur(torch.from_numpy(img).permute(2, 0, 1)[None].float(), ksize)[0].permute(1, 2, 0)
+    got = median_blur(torch.from_numpy(img).permute(2, 0, 1)[None].float(), ksize)[0].permute(1, 2, 0)
     np.testing.assert_array_equal(got.numpy().astype(np.uint8), ref)
 
 
 def test_kernel_sizes_sampled_like_albumentations():
-    sizes = G.sample_odd(3, 5, 400, _gen(9))
+    sizes = sample_odd(3, 5, 400, _gen(9))
     assert set(sizes.tolist()) == {3, 5}
     assert 150 <= int((sizes == 5).sum()) <= 250
 
@@ -231,7 +265,7 @@ def test_coarse_dropout_holes():
             "p": 1.0,
         }
     ]
-    op = G.build_gpu_transform(spec, s, MEAN, STD).ops[0]
+    op = build_gpu_transform(spec, s, MEAN, STD).ops[0]
     x0, y0, x1, y1, valid = op.holes(200, s, s, _gen(11), torch.device("cpu"))
     hh, ww = (y1 - y0)[valid], (x1 - x0)[valid]
     assert hh.min() >= 4 and hh.max() <= 9 and ww.min() >= 5 and ww.max() <= 6
@@ -241,7 +275,7 @@ def test_coarse_dropout_holes():
 
 def test_optical_distortion_maps_equal_cv2():
     spec = [{"name": "OpticalDistortion", "distort_limit": [0.4, 0.4], "p": 1.0}]
-    op = G.build_gpu_transform(spec, 24, MEAN, STD).ops[0]
+    op = build_gpu_transform(spec, 24, MEAN, STD).ops[0]
     mx, my = op.maps(1, 20, 24, _gen(), torch.device("cpu"))
     rx, ry = fgeometric.get_camera_matrix_distortion_maps((20, 24), 0.4)
     np.testing.assert_allclose(mx[0].numpy(), rx, atol=1e-3)
@@ -253,8 +287,8 @@ def test_grid_distortion_axis_equals_albumentations():
     for size in (30, 33):
         sx, sy = (1 + rng.uniform(-1, 1, 6)).tolist(), (1 + rng.uniform(-1, 1, 6)).tolist()
         rx, ry = fgeometric.generate_grid((size, size + 3), sx, sy, 5)
-        np.testing.assert_allclose(G.GridDistortion._axis(size + 3, sx, 5), rx[0], atol=1e-4)
-        np.testing.assert_allclose(G.GridDistortion._axis(size, sy, 5), ry[:, 0], atol=1e-4)
+        np.testing.assert_allclose(GridDistortion._axis(size + 3, sx, 5), rx[0], atol=1e-4)
+        np.testing.assert_allclose(GridDistortion._axis(size, sy, 5), ry[:, 0], atol=1e-4)
 
 
 def test_distortions_keep_masks_aligned():
@@ -286,7 +320,7 @@ def _mel_spec():
 def test_melanoma_list_runs_and_is_deterministic():
     x = _images(8, 64, seed=12)
     m = (x[:, :1] > 128).to(torch.uint8)
-    aug = G.build_gpu_transform(_mel_spec(), 32, MEAN, STD)
+    aug = build_gpu_transform(_mel_spec(), 32, MEAN, STD)
     out, mo = aug(x, m, _gen(13))
     assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
     assert mo.shape == (8, 1, 32, 32) and mo.dtype == torch.uint8
@@ -304,4 +338,4 @@ def test_melanoma_list_runs_and_is_deterministic():
 def test_unsupported_op_raises():
     spec = yaml.safe_load(MEL.read_text())["train"]["augment"]
     with pytest.raises(NotImplementedError, match="CLAHE.*supported: .*Affine"):
-        G.build_gpu_transform(spec, 32, MEAN, STD)
+        build_gpu_transform(spec, 32, MEAN, STD)

@@ -1,0 +1,15 @@
+"""Batched torch augmentation on the device, from the same `train.augment` spec as medals.data.augment_cpu.
+
+`build_gpu_transform(spec, image_size, mean, std, normalize="fixed")` returns a GpuAugment that applies the
+spec's ops to [B, C, H, W] batches with a per-sample Bernoulli(p) and per-sample parameters, then
+Resize(image_size) and normalisation ("fixed" mean/std, or "image": per-image standardisation).
+Sampling follows albumentations 2.0.8; each op's module says where it is exact and where it approximates.
+
+Modules, one op family each: sampling (random draws, GpuOp), flips, color, noise, blur, geometry
+(Affine), distortion (optical/grid/elastic), dropout, compose (OneOf, conversion, GpuAugment).
+Ops not in SUPPORTED raise NotImplementedError.
+"""
+
+from medals.data.gpu_augment.compose import SUPPORTED, GpuAugment, build_gpu_transform
+
+__all__ = ["SUPPORTED", "GpuAugment", "build_gpu_transform"]

@@ -1,0 +1,190 @@
+"""OneOf, the albumentations op -> GpuOp conversion, and the GpuAugment pipeline.
+
+The spec is first validated and normalised by albumentations 2.0.8 itself (augment_cpu.build_ops), so the
+parameter ranges (symmetric limits, blur_limit rounding, child p weights of OneOf...) are read from the
+albumentations objects and mean what they mean on the CPU path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from medals.data.gpu_augment.blur import GaussianBlur, MedianBlur, MotionBlur
+from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast
+from medals.data.gpu_augment.distortion import ElasticTransform, GridDistortion, OpticalDistortion
+from medals.data.gpu_augment.dropout import CoarseDropout
+from medals.data.gpu_augment.flips import HorizontalFlip, Transpose, VerticalFlip
+from medals.data.gpu_augment.geometry import Affine
+from medals.data.gpu_augment.noise import GaussNoise
+from medals.data.gpu_augment.sampling import MAX_VALUE, GpuOp, apply_subset
+
+NORMALIZE = ("fixed", "image")
+STANDARDIZE_EPS = 1e-6  # augment_cpu.ImageStandardize's default
+
+
+class OneOf(GpuOp):
+    """Bernoulli(p) per sample, then one child per sample with probability proportional to the children's
+    p; the chosen child is always applied (albumentations' force_apply)."""
+
+    def __init__(self, p, children: list[GpuOp], weights: Sequence[float]):
+        super().__init__(p)
+        self.children = children
+        w = torch.tensor(list(weights), dtype=torch.float64)
+        self.weights = w / w.sum()
+
+    def apply(self, x, m, g):
+        n = x.shape[0]
+        choice = torch.multinomial(
+            self.weights.to(g.device).expand(n, -1), 1, replacement=True, generator=g
+        ).squeeze(1)
+        choice = choice.to(x.device)
+        for i, child in enumerate(self.children):
+            x, m = apply_subset(child, choice == i, x, m, g)
+        return x, m
+
+
+def _simple(cls):
+    def build(op):
+        return cls(op.p)
+
+    return build
+
+
+def _attrs(cls, names):
+    def build(op):
+        return cls(op.p, *(getattr(op, k) for k in names))
+
+    return build
+
+
+def _with_op(cls):
+    def build(op):
+        return cls(op.p, op)
+
+    return build
+
+
+_BUILDERS = {
+    "Transpose": _simple(Transpose),
+    "VerticalFlip": _simple(VerticalFlip),
+    "HorizontalFlip": _simple(HorizontalFlip),
+    "RandomBrightnessContrast": _attrs(
+        RandomBrightnessContrast,
+        ["brightness_limit", "contrast_limit", "brightness_by_max", "ensure_safe_range"],
+    ),
+    "HueSaturationValue": _attrs(
+        HueSaturationValue, ["hue_shift_limit", "sat_shift_limit", "val_shift_limit"]
+    ),
+    "GaussNoise": _attrs(GaussNoise, ["std_range", "mean_range", "per_channel", "noise_scale_factor"]),
+    "MotionBlur": _attrs(MotionBlur, ["blur_limit", "angle_range", "direction_range", "allow_shifted"]),
+    "MedianBlur": _attrs(MedianBlur, ["blur_limit"]),
+    "GaussianBlur": _attrs(GaussianBlur, ["blur_limit", "sigma_limit"]),
+    "Affine": _with_op(Affine),
+    "OpticalDistortion": _with_op(OpticalDistortion),
+    "GridDistortion": _with_op(GridDistortion),
+    "ElasticTransform": _with_op(ElasticTransform),
+    "CoarseDropout": _with_op(CoarseDropout),
+}
+SUPPORTED = (*_BUILDERS, "OneOf")
+
+
+def convert(op: Any) -> GpuOp:
+    """The GpuOp for one albumentations transform (NotImplementedError for ops not in SUPPORTED)."""
+    name = type(op).__name__
+    if name == "OneOf":
+        children = [convert(t) for t in op.transforms]
+        return OneOf(op.p, children, op.transforms_ps)
+    if name not in _BUILDERS:
+        raise NotImplementedError(
+            f"augmentation op '{name}' has no GPU version (supported: {', '.join(SUPPORTED)})"
+        )
+    return _BUILDERS[name](op)
+
+
+def standardize(x: torch.Tensor, eps: float = STANDARDIZE_EPS) -> torch.Tensor:
+    """augment_cpu.ImageStandardize on [B, C, H, W]: each image's channels to (x - mean) / max(std, eps),
+    population std (ddof 0)."""
+    std, mean = torch.std_mean(x, dim=(2, 3), correction=0, keepdim=True)
+    return (x - mean) / std.clamp(min=eps)
+
+
+class GpuAugment:
+    """Spec ops, then Resize(image_size) and normalisation, on [B, C, H, W] batches.
+
+    `aug(images, masks, generator)` takes images [B, C, H, W] (uint8, or float on the 0-255 scale) and
+    optional masks [B, 1, H, W] on any device, applies every op with a per-sample Bernoulli(p) and
+    per-sample parameters drawn from the generator, then Resize(image_size) (bilinear without
+    antialiasing like cv2.INTER_LINEAR; masks nearest) and normalises: "fixed" is (x / 255 - mean) / std,
+    "image" standardises each image's channels by their own mean and std like augment_cpu.ImageStandardize
+    (mean/std are then unused and may be None). Returns (float32 images [B, C, S, S], masks or None).
+
+    Everything runs in float on the 0-255 scale with clipping after the pixel ops, so the uint8 rounding
+    that the CPU path does between ops is not reproduced (differences below 1/255 after normalisation).
+    """
+
+    def __init__(
+        self,
+        ops: list[GpuOp],
+        image_size: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        normalize: str = "fixed",
+    ):
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        if normalize == "fixed" and (mean is None or std is None):
+            raise ValueError('normalize "fixed" needs mean and std')
+        self.ops = ops
+        self.image_size = int(image_size)
+        self.normalize = normalize
+        self.mean = None if mean is None else tuple(float(v) for v in mean)
+        self.std = None if std is None else tuple(float(v) for v in std)
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if images.ndim != 4:
+            raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+        if masks is not None and (masks.ndim != 4 or masks.shape[0] != images.shape[0]):
+            raise ValueError(f"masks must be [B, 1, H, W] like the images, got {tuple(masks.shape)}")
+        if self.normalize == "fixed" and (
+            len(self.mean) != images.shape[1] or len(self.std) != images.shape[1]
+        ):
+            raise ValueError(f"mean/std have {len(self.mean)} values, the images {images.shape[1]} channels")
+        if generator is None:
+            generator = torch.Generator(device=images.device)
+            generator.seed()
+        x = images.float()
+        m = masks
+        for op in self.ops:
+            x, m = op(x, m, generator)
+        s = self.image_size
+        if tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=False)
+            if m is not None:
+                m = F.interpolate(m.float(), size=(s, s), mode="nearest").to(m.dtype)
+        if self.normalize == "image":
+            return standardize(x), m
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        return (x / MAX_VALUE - mean) / std, m
+
+
+def build_gpu_transform(
+    spec: list[dict] | None,
+    image_size: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    normalize: str = "fixed",
+) -> GpuAugment:
+    """The batched device pipeline for a `train.augment` spec (validated by albumentations first)."""
+    from medals.data.augment_cpu import build_ops
+
+    return GpuAugment([convert(op) for op in build_ops(spec)], image_size, mean, std, normalize)

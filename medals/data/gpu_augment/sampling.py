@@ -1,0 +1,67 @@
+"""Per-sample random draws from a torch.Generator, and the GpuOp base with its subset application.
+
+Every draw is made on the generator's device (so a seeded generator gives the same stream wherever the
+images live) and then moved to the images' device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MAX_VALUE = 255.0
+
+
+def rand(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n float64 draws from U[0, 1)."""
+    return torch.rand(n, generator=g, device=g.device, dtype=torch.float64).to(device)
+
+
+def uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n float64 draws from U[lo, hi)."""
+    return lo + (hi - lo) * rand(n, g, device)
+
+
+def randint(n: int, lo: int, hi: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Integers in [lo, hi] inclusive (like random.randint)."""
+    return torch.randint(int(lo), int(hi) + 1, (n,), generator=g, device=g.device).to(device)
+
+
+def randint_between(lo: torch.Tensor, hi: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Per-element integers in [lo, hi] inclusive."""
+    u = rand(lo.numel(), g, lo.device).reshape(lo.shape)
+    return (lo + torch.floor(u * (hi - lo + 1).double()).long()).clamp(max=hi)
+
+
+class GpuOp:
+    """One op: per-sample Bernoulli(p), then `apply` on the selected samples."""
+
+    def __init__(self, p: float):
+        self.p = float(p)
+
+    def __call__(
+        self, x: torch.Tensor, m: torch.Tensor | None, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        chosen = rand(x.shape[0], g, x.device) < self.p
+        return apply_subset(self, chosen, x, m, g)
+
+    def apply(
+        self, x: torch.Tensor, m: torch.Tensor | None, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+def apply_subset(
+    op: GpuOp, chosen: torch.Tensor, x: torch.Tensor, m: torch.Tensor | None, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """op.apply on the samples where `chosen` is true; the others pass through unchanged."""
+    idx = chosen.nonzero().squeeze(1)
+    n = idx.numel()
+    if n == 0:
+        return x, m
+    if n == x.shape[0]:
+        return op.apply(x, m, g)
+    xs, ms = op.apply(x[idx], None if m is None else m[idx], g)
+    x = x.index_copy(0, idx, xs)
+    if m is not None:
+        m = m.index_copy(0, idx, ms)
+    return x, m
