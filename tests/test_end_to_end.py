@@ -165,3 +165,15 @@ def test_chest_segmentation_run(tmp_path_factory, tmp_path):
         assert mask.shape == (48, 48)
     assert (tmp_path / "run" / "oof_masks.npy").exists()
     assert 0.0 <= read_json(tmp_path / "run" / "metrics.json")["pooled"]["dice"] <= 1.0
+
+
+@pytest.mark.parametrize("cache", ["data.cache_size=32", "data.cache_size=null"], ids=["npy-cache", "jpeg"])
+def test_gpu_data_path_runs_every_stage(melanoma, tmp_path, cache):
+    # The device pipeline on CPU tensors: JPEG bytes (or the cache's pixels) decoded, augmented and
+    # normalised batch-wise, through training, OOF evaluation and test prediction.
+    run(melanoma, tmp_path / "run", "train.data_path=gpu", cache)
+    oof = pd.read_parquet(tmp_path / "run" / "oof.parquet")
+    train = pd.read_csv(melanoma.parent / "train.csv")
+    assert sorted(oof["id"]) == sorted(train["image_name"])
+    sub = pd.read_csv(tmp_path / "run" / "submission.csv")
+    assert sub["target"].between(0, 1).all() and sub["target"].nunique() > 1

@@ -289,9 +289,9 @@ def test_segmentation_smoke(tmp_path):
 
 def test_mixed_precision_path_runs(multiclass_table, tmp_path, monkeypatch):
     # No GPU here: drive the autocast + GradScaler + unscale-before-clip path with CPU bf16 instead.
-    import medals.train.loop as loop
+    import medals.train.runtime as runtime
 
-    monkeypatch.setattr(loop, "resolve_precision", lambda precision, device: (torch.bfloat16, True))
+    monkeypatch.setattr(runtime, "resolve_precision", lambda precision, device: (torch.bfloat16, True))
     recipe = _multiclass_recipe(epochs=1, clip_grad=0.5, channels_last=True, precision="bf16")
     result = train_fold(recipe, multiclass_table, 1, tmp_path / "fold1", num_classes=3)
     assert math.isfinite(result["train_loss"]) and math.isfinite(result["val_loss"])

@@ -172,18 +172,23 @@ class ImageDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
             "index": index,
         }
-        if self.with_target:
-            if self.task == "multiclass":
-                item["target"] = torch.tensor(self.labels[index], dtype=torch.int64)
-            elif self.task == "multilabel":
-                item["target"] = torch.from_numpy(self.labels[index])
-            else:
-                mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
-                item["mask"] = mask_t
-                item["target"] = (mask_t > 0).any().to(torch.float32)
-        if self.meta is not None:
-            item["meta"] = torch.from_numpy(self.meta[index])
+        if segment:
+            mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+            item["mask"] = mask_t
+            item["target"] = (mask_t > 0).any().to(torch.float32)
+        item.update(self.labels_and_meta(index))
         return item
+
+    def labels_and_meta(self, index: int) -> dict[str, torch.Tensor]:
+        """A classification row's target and the row's meta features, as tensors (what applies)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.with_target and self.task == "multiclass":
+            out["target"] = torch.tensor(self.labels[index], dtype=torch.int64)
+        elif self.with_target and self.task == "multilabel":
+            out["target"] = torch.from_numpy(self.labels[index])
+        if self.meta is not None:
+            out["meta"] = torch.from_numpy(self.meta[index])
+        return out
 
 
 # ---- loader -------------------------------------------------------------------------------
@@ -226,6 +231,7 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     drop_last: bool = False,
+    collate_fn: Any = None,
 ) -> DataLoader:
     """A DataLoader whose order and augmentations repeat for the same seed.
 
@@ -246,6 +252,7 @@ def make_loader(
         worker_init_fn=seed_worker,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        collate_fn=collate_fn,
     )
 
 

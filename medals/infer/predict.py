@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -55,8 +56,13 @@ def predict_with_cls(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     channels_last: bool = False,
+    prepare: Callable[[dict], dict] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """predict() plus, for a model with a classification head, its image-level probabilities [N]."""
+    """predict() plus, for a model with a classification head, its image-level probabilities [N].
+
+    prepare(batch) brings a loader batch to the device (the GPU data path decodes and resizes there);
+    by default its tensors are moved as they are.
+    """
     device = torch.device(device)
     views = views_for(tta)
     segment = task == "segmentation"
@@ -72,6 +78,8 @@ def predict_with_cls(
     seen = np.zeros(total, dtype=bool)
     with torch.inference_mode():
         for batch in loader:
+            if prepare is not None:
+                batch = prepare(batch)
             image = batch["image"].to(device, non_blocking=True)
             meta = batch.get("meta")
             if meta is not None:

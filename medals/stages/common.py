@@ -87,6 +87,31 @@ def make_eval_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_
     return make_loader(dataset, batch, shuffle=False, num_workers=recipe.train.num_workers, seed=recipe.seed)
 
 
+def make_eval_batches(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, device):
+    """(loader, prepare or None) for inference on the recipe's data path at this device."""
+    from medals.train.runtime import resolve_runtime
+
+    runtime = resolve_runtime(recipe, device)
+    if runtime.data_path != "gpu":
+        return make_eval_loader(recipe, rows, num_classes, with_target), None
+    from medals.data.dataset import make_loader
+    from medals.data.device_batches import recipe_device_data
+
+    dataset, batcher = recipe_device_data(
+        recipe, rows, num_classes, False, device, runtime.channels_last, with_target=with_target
+    )
+    batch = recipe.infer.batch_size or recipe.train.batch_size
+    loader = make_loader(
+        dataset,
+        batch,
+        shuffle=False,
+        num_workers=recipe.train.num_workers,
+        seed=recipe.seed,
+        collate_fn=dataset.collate_fn,
+    )
+    return loader, batcher
+
+
 def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: int, n_meta: int, device):
     from medals.models.factory import create_model
     from medals.train.checkpoint import load_model_weights
@@ -127,8 +152,11 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
     """
     from medals.infer.predict import predict_with_cls
     from medals.infer.tta import merge
+    from medals.train.runtime import resolve_runtime
 
-    def run(loader):
+    channels_last = resolve_runtime(recipe, device).channels_last
+
+    def run(loader, prepare=None):
         return predict_with_cls(
             model,
             loader,
@@ -137,12 +165,13 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
             merge=recipe.infer.merge,
             device=device,
             precision=recipe.train.precision,
-            channels_last=recipe.train.channels_last,
+            channels_last=channels_last,
+            prepare=prepare,
         )
 
     n_crops = recipe.infer.crop_seeds
     if n_crops == 0:
-        return run(make_eval_loader(recipe, rows, num_classes, with_target))
+        return run(*make_eval_batches(recipe, rows, num_classes, with_target, device))
     per_crop = [
         torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
         for seed in range(n_crops)

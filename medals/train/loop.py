@@ -38,7 +38,7 @@ from medals.train.checkpoint import (
     save_checkpoint,
 )
 from medals.train.optim import build_optimizer
-from medals.train.precision import resolve_precision
+from medals.train.runtime import Runtime, resolve_runtime
 from medals.train.schedules import LrSchedule, build_schedule
 
 # Test hook, not a feature: with MEDALS_KILL_AT_STEP=N in the environment the process SIGKILLs itself
@@ -60,6 +60,12 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
+    runtime: Runtime
+    # The model's training forward: torch.compile'd when runtime.compile, else the model itself.
+    train_forward: Any
+    # (collated loader batch, torch.Generator or None) -> batch on the device, ready for the model.
+    prepare_train: Any
+    prepare_val: Any
     loss_fn: Any
     train_set: Any
     val_rows: pd.DataFrame
@@ -226,7 +232,7 @@ def _build(
     positive: int | None,
     config_hash: str,
 ) -> _Run:
-    from medals.data.dataset import meta_columns, recipe_dataset
+    from medals.data.dataset import meta_columns
     from medals.losses import build_loss
     from medals.models.factory import create_model
 
@@ -234,11 +240,11 @@ def _build(
     num_classes = _resolve_num_classes(recipe, num_classes)
     metas = list(meta_columns(train_rows))
     model = create_model(recipe, num_classes, n_meta=len(metas)).to(device)
-    if cfg.channels_last:
+    runtime = resolve_runtime(recipe, device)
+    if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype, use_scaler = resolve_precision(cfg.precision, device)
-    train_set = recipe_dataset(recipe, train_rows, num_classes, train=True)
-    val_set = recipe_dataset(recipe, val_rows, num_classes, train=False)
+    train_set, prepare_train = batch_source(recipe, runtime, train_rows, num_classes, True, device)
+    val_set, prepare_val = batch_source(recipe, runtime, val_rows, num_classes, False, device)
     # Building a loader starts no workers; it only tells how many batches an epoch has.
     batches = len(_loader(recipe, train_set, shuffle=True, seed=recipe.seed))
     steps_per_epoch = math.ceil(batches / cfg.accumulate)
@@ -259,8 +265,14 @@ def _build(
         device=device,
         model=model,
         optimizer=build_optimizer(model, cfg),
-        scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
-        amp_dtype=amp_dtype,
+        scaler=torch.amp.GradScaler(device.type, enabled=runtime.use_scaler),
+        amp_dtype=runtime.amp_dtype,
+        runtime=runtime,
+        # Only the training forward is compiled: its batches all have one shape (drop_last), while
+        # validation's ragged last batch would cost a recompile for a pass that is short anyway.
+        train_forward=torch.compile(model) if runtime.compile else model,
+        prepare_train=prepare_train,
+        prepare_val=prepare_val,
         loss_fn=build_loss(recipe.loss, recipe.task),
         train_set=train_set,
         val_rows=val_rows,
@@ -274,13 +286,41 @@ def _build(
     )
 
 
+def batch_source(recipe: Recipe, runtime: Runtime, rows: pd.DataFrame, num_classes: int, train: bool, device):
+    """(dataset, prepare): prepare(collated batch, generator) gives the batch on the device, augmented.
+
+    CPU path: the dataset decodes and augments, prepare only moves tensors. GPU path: the dataset reads
+    bytes, prepare decodes and augments on the device with the generator's random stream.
+    """
+    if runtime.data_path == "gpu":
+        from medals.data.device_batches import recipe_device_data
+
+        return recipe_device_data(recipe, rows, num_classes, train, device, runtime.channels_last)
+    from medals.data.dataset import recipe_dataset
+
+    dataset = recipe_dataset(recipe, rows, num_classes, train=train)
+
+    def prepare(batch: dict, generator: torch.Generator | None = None) -> dict:
+        return _to_device(batch, device, runtime.channels_last)
+
+    return dataset, prepare
+
+
 def _loader(recipe: Recipe, dataset, shuffle: bool, seed: int):
     from medals.data.dataset import make_loader
 
     cfg = recipe.train
     # Training drops the ragged last batch (a batch of 1 breaks BatchNorm) unless it is the only one.
     drop_last = shuffle and len(dataset) > cfg.batch_size
-    return make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last)
+    collate = getattr(dataset, "collate_fn", None)
+    return make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last, collate)
+
+
+def _device_generator(run: _Run, seed: int) -> torch.Generator:
+    """The GPU data path's augmentation stream, seeded like the loader, so a resumed epoch repeats."""
+    generator = torch.Generator(device=run.device)
+    generator.manual_seed(seed)
+    return generator
 
 
 def _epoch_seed(run: _Run, epoch: int) -> int:
@@ -344,7 +384,9 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     cfg = run.recipe.train
     # A fresh loader per epoch seeded by (seed, fold, epoch): make_loader seeds the shuffling and the
     # augmentation RNGs (in the main process and in each worker) from it.
-    loader = _loader(run.recipe, run.train_set, shuffle=True, seed=_epoch_seed(run, epoch))
+    seed = _epoch_seed(run, epoch)
+    loader = _loader(run.recipe, run.train_set, shuffle=True, seed=seed)
+    generator = _device_generator(run, seed)
     n_batches, accumulate = len(loader), cfg.accumulate
     run.model.train()
     run.optimizer.zero_grad(set_to_none=True)
@@ -365,9 +407,9 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
             _set_lr(run.optimizer, run.schedule.lr_at(epoch, step))
         # The last window of an epoch may be short: average over the batches it really has.
         window = min(accumulate, n_batches - step * accumulate)
-        batch = _to_device(batch, run.device, cfg.channels_last)
+        batch = run.prepare_train(batch, generator)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            logits = run.model(batch["image"], batch.get("meta"))
+            logits = run.train_forward(batch["image"], batch.get("meta"))
             loss = run.loss_fn(logits, batch)
         run.scaler.scale(loss / window).backward()
         size = batch["image"].shape[0]
@@ -449,8 +491,8 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     loss_sum, seen = torch.zeros((), device=run.device), 0
     term_sums: dict[str, float] = {}
     truths, probs, cls_probs = [], [], []
-    for cpu_batch in run.val_loader:
-        batch = _to_device(cpu_batch, run.device, run.recipe.train.channels_last)
+    for loaded in run.val_loader:
+        batch = run.prepare_val(loaded, None)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             outputs = run.model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(outputs, batch)
@@ -465,14 +507,14 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
             cls_probs.append(torch.sigmoid(cls_logits.float()).reshape(-1).cpu().numpy())
         if task == "multiclass":
             probs.append(prob.cpu().numpy())
-            truths.append(cpu_batch["target"].numpy().astype(np.int64))
+            truths.append(batch["target"].cpu().numpy().astype(np.int64))
         elif task == "multilabel":
             probs.append(prob.cpu().numpy())
-            truths.append(cpu_batch["target"].numpy().astype(np.uint8))
+            truths.append(batch["target"].cpu().numpy().astype(np.uint8))
         else:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
             probs.append(prob[:, 0].to(torch.float16).cpu().numpy())
-            truths.append(cpu_batch["mask"][:, 0].numpy() > 0.5)
+            truths.append(batch["mask"][:, 0].cpu().numpy() > 0.5)
     truth = np.concatenate(truths)
     prob = np.concatenate(probs).astype(np.float32)
     cls_prob = np.concatenate(cls_probs) if cls_probs else None
@@ -500,7 +542,9 @@ def _average_weights(run: _Run) -> None:
     averaged.to(run.device)
     seed = _epoch_seed(run, run.recipe.train.epochs)
     loader = _loader(run.recipe, run.train_set, shuffle=True, seed=seed)
-    recompute_batchnorm(averaged, loader, run.device, run.recipe.train.channels_last)
+    generator = _device_generator(run, seed)
+    batches = (run.prepare_train(batch, generator) for batch in loader)
+    recompute_batchnorm(averaged, batches, run.device, run.runtime.channels_last)
     model, run.model = run.model, averaged
     try:
         val_loss, metrics = _validate(run)

@@ -1,0 +1,70 @@
+"""The device-dependent training settings, resolved once: precision, memory layout, compile, data path.
+
+A recipe says "auto" (or leaves a switch unset) and gets what is fastest where it runs: on a CUDA GPU
+bf16 autocast (fp16 + GradScaler before Ampere), channels_last, torch.compile and the GPU data path;
+on the CPU fp32, the default layout, eager mode and the CPU data path. Explicit values always win, so
+`train.data_path=gpu` runs the GPU data path on CPU tensors (how the tests exercise it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from medals.errors import MedalsError
+from medals.train.precision import resolve_precision
+
+
+@dataclass(frozen=True)
+class Runtime:
+    amp_dtype: torch.dtype | None
+    use_scaler: bool
+    channels_last: bool
+    compile: bool
+    data_path: str  # "cpu" or "gpu"
+
+
+def gpu_augment_gap(recipe) -> str | None:
+    """Why the recipe's augmentation list cannot run on the GPU path, or None when it can."""
+    from medals.data.augment_cpu import DEFAULT_AUGMENT, recipe_augment
+    from medals.data.gpu_augment import build_gpu_transform
+
+    spec = recipe_augment(recipe)
+    spec = DEFAULT_AUGMENT[recipe.task] if spec is None else spec
+    try:
+        build_gpu_transform(spec, recipe.train.image_size, (0.0,), (1.0,))
+    except NotImplementedError as exc:
+        return str(exc)
+    return None
+
+
+def resolve_data_path(recipe, device: torch.device) -> str:
+    choice = recipe.train.data_path
+    if choice == "cpu":
+        return "cpu"
+    gap = gpu_augment_gap(recipe)
+    if choice == "gpu":
+        if gap is not None:
+            raise MedalsError(f"train.data_path is 'gpu' but {gap}: set train.data_path to 'cpu' or 'auto'")
+        return "gpu"
+    if device.type != "cuda":
+        return "cpu"
+    if gap is not None:
+        print(f"data path: cpu ({gap})", flush=True)
+        return "cpu"
+    return "gpu"
+
+
+def resolve_runtime(recipe, device: str | torch.device) -> Runtime:
+    device = torch.device(device)
+    cfg = recipe.train
+    amp_dtype, use_scaler = resolve_precision(cfg.precision, device)
+    cuda = device.type == "cuda"
+    return Runtime(
+        amp_dtype=amp_dtype,
+        use_scaler=use_scaler,
+        channels_last=cuda if cfg.channels_last is None else cfg.channels_last,
+        compile=cuda if cfg.compile is None else cfg.compile,
+        data_path=resolve_data_path(recipe, device),
+    )
