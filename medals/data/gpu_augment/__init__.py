@@ -6,7 +6,8 @@ Resize(image_size) and normalisation ("fixed" mean/std, or "image": per-image st
 Sampling follows albumentations 2.0.8; each op's module says where it is exact and where it approximates.
 
 Modules, one op family each: sampling (random draws, GpuOp), flips, color, noise, blur, geometry
-(Affine), distortion (optical/grid/elastic), dropout, compose (OneOf, conversion, GpuAugment).
+(Affine), distortion (optical/grid/elastic), dropout, clahe (with lab, OpenCV's 8-bit RGB <-> Lab),
+compose (OneOf, conversion, GpuAugment).
 Ops not in SUPPORTED raise NotImplementedError.
 """
 

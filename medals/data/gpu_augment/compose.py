@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from medals.data.gpu_augment.blur import GaussianBlur, MedianBlur, MotionBlur
+from medals.data.gpu_augment.clahe import CLAHE
 from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast
 from medals.data.gpu_augment.distortion import ElasticTransform, GridDistortion, OpticalDistortion
 from medals.data.gpu_augment.dropout import CoarseDropout
@@ -88,6 +89,7 @@ _BUILDERS = {
     "GridDistortion": _with_op(GridDistortion),
     "ElasticTransform": _with_op(ElasticTransform),
     "CoarseDropout": _with_op(CoarseDropout),
+    "CLAHE": _attrs(CLAHE, ["clip_limit", "tile_grid_size"]),
 }
 SUPPORTED = (*_BUILDERS, "OneOf")
 
