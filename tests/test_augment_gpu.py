@@ -335,6 +335,44 @@ def test_melanoma_list_runs_and_is_deterministic():
 
 
 def test_unsupported_op_raises():
-    spec = [*_mel_spec(), {"name": "RandomGamma", "p": 0.5}]
-    with pytest.raises(NotImplementedError, match="RandomGamma.*supported: .*Affine.*CLAHE"):
+    spec = [*_mel_spec(), {"name": "ToGray", "p": 0.5}]
+    with pytest.raises(NotImplementedError, match="ToGray.*supported: .*Affine.*CLAHE"):
         build_gpu_transform(spec, 32, MEAN, STD)
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_box_blur_equals_cv2(ksize):
+    x = _images(4, 24)
+    out, _ = _raw([{"name": "Blur", "blur_limit": [ksize, ksize], "p": 1.0}], x)
+    for i in range(4):
+        want = cv2.blur(np.ascontiguousarray(x[i].permute(1, 2, 0).numpy()), (ksize, ksize))
+        got = out[i].permute(1, 2, 0).numpy()
+        assert np.abs(got - want).max() <= 0.5 + 1e-3  # cv2 rounds to uint8, the device path does not
+
+
+@pytest.mark.parametrize("gamma", [60, 85, 120])
+def test_gamma_equals_albumentations(gamma):
+    x = _images(4, 24)
+    out, _ = _raw([{"name": "RandomGamma", "gamma_limit": [gamma, gamma], "p": 1.0}], x)
+    transform = A.RandomGamma(gamma_limit=(gamma, gamma), p=1.0)
+    for i in range(4):
+        want = transform(image=np.ascontiguousarray(x[i].permute(1, 2, 0).numpy()))["image"]
+        np.testing.assert_array_equal(out[i].permute(1, 2, 0).round().numpy().astype(np.uint8), want)
+
+
+def test_gamma_is_drawn_per_sample_in_its_range():
+    x = torch.full((64, 1, 4, 4), 128, dtype=torch.uint8)
+    out, _ = _raw([{"name": "RandomGamma", "gamma_limit": [60, 120], "p": 1.0}], x.expand(64, 3, 4, 4))
+    values = out[:, 0, 0, 0]
+    lo, hi = np.floor(255 * (128 / 255) ** 1.2), np.floor(255 * (128 / 255) ** 0.6)
+    assert values.min() >= lo and values.max() <= hi and values.unique().numel() > 10
+
+
+def test_pneumothorax_list_builds_on_the_device():
+    spec = yaml.safe_load((ROOT / "recipes/pneumothorax_2nd/seg_unet_se50_1024.yaml").read_text())["train"][
+        "augment"
+    ]
+    x = _images(6, 64)
+    m = (x[:, :1] > 128).to(torch.uint8)
+    out, mo = build_gpu_transform(spec, 32, MEAN, STD)(x, m, _gen(1))
+    assert out.shape == (6, 3, 32, 32) and mo.shape == (6, 1, 32, 32) and torch.isfinite(out).all()

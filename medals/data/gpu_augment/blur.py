@@ -1,4 +1,4 @@
-"""Blurs with a per-sample kernel size: MotionBlur, MedianBlur, GaussianBlur.
+"""Blurs with a per-sample kernel size: Blur (box), MotionBlur, MedianBlur, GaussianBlur.
 
 Kernel sizes are odd and sampled like albumentations. Motion and Gaussian kernels are built per sample and
 applied by one grouped conv with a reflect-101 border (as cv2.filter2D/sepFilter2D); the median uses a
@@ -90,6 +90,19 @@ def median_blur(x: torch.Tensor, ksize: int, chunk_elems: int = 1 << 27) -> torc
         patches = xp.unfold(2, ksize, 1).unfold(3, ksize, 1)  # [b, c, h, w, k, k]
         out.append(patches.reshape(*patches.shape[:4], -1).median(-1).values)
     return torch.cat(out)
+
+
+class Blur(GpuOp):
+    """cv2.blur: a normalised box kernel of an odd size drawn per sample, reflect-101 border."""
+
+    def __init__(self, p, blur_limit):
+        super().__init__(p)
+        self.blur_limit = tuple(blur_limit)
+
+    def apply(self, x, m, g):
+        sizes = sample_odd(*self.blur_limit, x.shape[0], g).tolist()
+        kernels = [np.full((k, k), 1.0 / (k * k), dtype=np.float32) for k in sizes]
+        return filter_per_sample(x, kernels), m
 
 
 class MotionBlur(GpuOp):

@@ -1,4 +1,4 @@
-"""Colour ops on the 0-255 scale: RandomBrightnessContrast and HueSaturationValue."""
+"""Colour ops on the 0-255 scale: RandomBrightnessContrast, RandomGamma and HueSaturationValue."""
 
 from __future__ import annotations
 
@@ -42,6 +42,26 @@ class RandomBrightnessContrast(GpuOp):
             )
             beta = safe_beta
         return brightness_contrast(x, alpha, beta), m
+
+
+def gamma_curve(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """albumentations' uint8 gamma: a table 255 * (v / 255) ** gamma, truncated to an integer."""
+    # In float64 like numpy's table: float32 lands just under an integer often enough to truncate a level.
+    exponent = gamma.reshape(-1, 1, 1, 1).double()
+    curve = (x.double().clamp(0, MAX_VALUE) / MAX_VALUE).pow(exponent) * MAX_VALUE
+    return torch.floor(curve).to(x.dtype)
+
+
+class RandomGamma(GpuOp):
+    """gamma = U(gamma_limit) / 100 per sample, applied as albumentations' uint8 lookup table."""
+
+    def __init__(self, p, gamma_limit):
+        super().__init__(p)
+        self.gamma_limit = tuple(gamma_limit)
+
+    def apply(self, x, m, g):
+        gamma = uniform(x.shape[0], *self.gamma_limit, g, x.device) / 100.0
+        return gamma_curve(x, gamma), m
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medals.data.gpu_augment.blur import GaussianBlur, MedianBlur, MotionBlur
+from medals.data.gpu_augment.blur import Blur, GaussianBlur, MedianBlur, MotionBlur
 from medals.data.gpu_augment.clahe import CLAHE
-from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast
+from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast, RandomGamma
 from medals.data.gpu_augment.distortion import ElasticTransform, GridDistortion, OpticalDistortion
 from medals.data.gpu_augment.dropout import CoarseDropout
 from medals.data.gpu_augment.flips import HorizontalFlip, Transpose, VerticalFlip
@@ -83,6 +83,8 @@ _BUILDERS = {
     "GaussNoise": _attrs(GaussNoise, ["std_range", "mean_range", "per_channel", "noise_scale_factor"]),
     "MotionBlur": _attrs(MotionBlur, ["blur_limit", "angle_range", "direction_range", "allow_shifted"]),
     "MedianBlur": _attrs(MedianBlur, ["blur_limit"]),
+    "Blur": _attrs(Blur, ["blur_limit"]),
+    "RandomGamma": _attrs(RandomGamma, ["gamma_limit"]),
     "GaussianBlur": _attrs(GaussianBlur, ["blur_limit", "sigma_limit"]),
     "Affine": _with_op(Affine),
     "OpticalDistortion": _with_op(OpticalDistortion),
