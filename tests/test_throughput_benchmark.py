@@ -1,0 +1,66 @@
+"""benchmarks/throughput.py --quick on the CPU: every row measured, ratios that agree with the figures.
+
+No timing is asserted: the figures depend on the machine and on whatever else runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "throughput.py"
+ROWS = ("seed_e2e", "medals_e2e", "medals_cache_e2e", "seed_synthetic", "medals_synthetic", "medals_tta8")
+RATIO_COLUMNS = ("medals / seed", "cache / seed", "seed % of ceiling", "medals % of ceiling")
+
+
+def _check_ratios(block: dict) -> None:
+    rows = block["rows"]
+    assert block["ratios"]
+    for name, ratio in block["ratios"].items():
+        expected = (
+            ratio["scale"]
+            * rows[ratio["numerator"]]["images_per_s"]
+            / rows[ratio["denominator"]]["images_per_s"]
+        )
+        assert math.isclose(ratio["value"], expected, rel_tol=1e-9), name
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def test_quick_run_reports_every_row(tmp_path):
+    out = tmp_path / "throughput.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--json", str(out)]
+    command += ["--data-dir", str(tmp_path / "data")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads(out.read_text())
+    assert results["machine"]["cpu_count"] >= 1
+    assert set(results["workloads"]) == {"b3", "resnet34", "unet"}
+    for name, block in results["workloads"].items():
+        assert set(block["rows"]) == set(ROWS), name
+        for key, row in block["rows"].items():
+            assert _positive(row["images_per_s"]), (name, key)
+            assert row["images"] > 0 and row["seconds"] > 0
+            assert math.isclose(row["images_per_s"], row["images"] / row["seconds"], rel_tol=1e-9)
+            assert row["data_path"] in ("cpu", "gpu", "synthetic")
+        _check_ratios(block)
+        assert block["cache_build"]["seconds"] >= 0
+    datapath = results["datapath"]
+    assert set(datapath["rows"]) == {"seed_jpeg", "medals_cache"}
+    assert all(_positive(row["images_per_s"]) for row in datapath["rows"].values())
+    _check_ratios(datapath)
+
+    printed = done.stdout
+    for column in RATIO_COLUMNS:
+        assert f"| {column} |" in printed or f" {column} |" in printed, column
+    assert "images/s per core" in printed
+    for name in ("b3", "resnet34", "unet"):
+        assert f"| {name} (" in printed  # a summary line per workload
