@@ -6,7 +6,7 @@ For each workload (a model, its image sizes and its recipe's augmentation list) 
   list at the file's size, resize and normalise; the model trains in fp16 autocast with a GradScaler,
   NCHW, eager (train.precision fp16, channels_last false, compile false, data_path cpu).
 - medals e2e: medals' per-device defaults (medals.train.runtime.resolve_runtime): on CUDA bf16,
-  channels_last, torch.compile and the GPU data path when every op of the list has a GPU version (else
+  channels_last and the GPU data path when every op of the list has a GPU version (else
   the CPU path: the table says which path each row used).
 - medals e2e (cache): the same from the prepare stage's uint8 cache (npy files at the training size).
 - seed / medals ceiling: the same model, runtime and step on random tensors already on the device.

@@ -182,11 +182,11 @@ class TrainConfig(Strict):
     momentum: float = 0.9
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     # Per-device defaults (medals.train.runtime): "auto" precision is bf16 on Ampere+ GPUs, fp16 on older
-    # ones, fp32 on the CPU; channels_last None = on with CUDA, off on the CPU; compile None = on with
-    # CUDA (torch.compile of the training model), off on the CPU.
+    # ones, fp32 on the CPU; channels_last None = on with CUDA, off on the CPU; compile: torch.compile
+    # of the training forward (opt-in: minutes of compiling per fold).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool | None = None
-    compile: bool | None = None
+    compile: bool = False
     # Where images are decoded and augmented: "cpu" (DataLoader workers, albumentations), "gpu" (workers
     # only read bytes; JPEG decode, the augmentation list and normalisation run batched on the device:
     # medals.data.device_batches), "auto" (gpu with CUDA when every op of the list has a GPU version).

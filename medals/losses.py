@@ -228,7 +228,8 @@ def split_outputs(outputs: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tens
 
 
 class LossSum:
-    """Weighted sum of named loss terms; `parts` holds the last detached value of each term.
+    """Weighted sum of named loss terms; `parts` holds the last detached value of each term (a tensor:
+    reading it as a float on every training step would stall the GPU until the step is done).
 
     Each term reads the main output or, with output: cls, the image-level logit of a segmentation model
     with a classification head (its target: whether the mask is non-empty), or, with output: aux, the
@@ -237,7 +238,7 @@ class LossSum:
 
     def __init__(self, terms: list[tuple[str, float, LossFn, str]]) -> None:
         self.terms = terms
-        self.parts: dict[str, float] = {}
+        self.parts: dict[str, torch.Tensor] = {}
 
     def __call__(self, outputs: Tensor | tuple[Tensor, Tensor], batch: dict) -> Tensor:
         main, cls = split_outputs(outputs)
@@ -250,7 +251,7 @@ class LossSum:
             if on == "aux" and cls is None:
                 raise MedalsError(f"loss term {name!r} has output 'aux' but the model has no auxiliary head")
             value = fn(main if on == "main" else cls, batch)
-            self.parts[name] = float(value.detach())
+            self.parts[name] = value.detach()
             total = weight * value if total is None else total + weight * value
         assert total is not None
         return total

@@ -29,7 +29,7 @@ def test_head_output_and_losses_on_each_output():
     loss = build_loss([LossTerm(name="dice"), LossTerm(name="bce", output="cls", weight=2.0)], "segmentation")
     total = loss((mask_logits, cls_logits), batch)
     expected_cls = torch.nn.functional.binary_cross_entropy_with_logits(cls_logits[:, 0], batch["target"])
-    assert total.item() == pytest.approx(loss.parts["dice"] + 2.0 * expected_cls.item(), rel=1e-5)
+    assert total.item() == pytest.approx(float(loss.parts["dice"]) + 2.0 * expected_cls.item(), rel=1e-5)
     with pytest.raises(MedalsError, match="no classification head"):
         loss(mask_logits, batch)
 

@@ -101,7 +101,10 @@ def test_weighted_sum_and_segmentation_default():
     dice = build_loss([LossTerm(name="dice")], "segmentation")(logits, batch)
     default = build_loss(None, "segmentation")
     torch.testing.assert_close(default(logits, batch), bce + dice)
-    assert default.parts == {"bce": pytest.approx(bce.item()), "dice": pytest.approx(dice.item())}
+    assert {k: float(v) for k, v in default.parts.items()} == {
+        "bce": pytest.approx(bce.item()),
+        "dice": pytest.approx(dice.item()),
+    }
     weighted = build_loss(
         [LossTerm(name="bce", weight=0.25), LossTerm(name="dice", weight=2.0)], "segmentation"
     )

@@ -489,7 +489,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     task = run.recipe.task
     run.model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
-    term_sums: dict[str, float] = {}
+    term_sums: dict[str, torch.Tensor] = {}
     truths, probs, cls_probs = [], [], []
     for loaded in run.val_loader:
         batch = run.prepare_val(loaded, None)
@@ -500,7 +500,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
         loss_sum += loss.detach().float() * size
         seen += size
         for name, value in run.loss_fn.parts.items():
-            term_sums[name] = term_sums.get(name, 0.0) + value * size
+            term_sums[name] = term_sums.get(name, 0.0) + value.float() * size
         logits, cls_logits = split_outputs(outputs)
         prob = activation(logits, task)
         if cls_logits is not None and task == "segmentation":
@@ -522,7 +522,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     if len(term_sums) > 1:
         # Each term's validation value (val_focal, ...): a checkpoint rule may pick one (HPA1 kept the
         # epoch of the lowest validation focal loss, not of the whole sum).
-        metrics.update({f"val_{name}": total / max(seen, 1) for name, total in term_sums.items()})
+        metrics.update({f"val_{name}": float(total) / max(seen, 1) for name, total in term_sums.items()})
     return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 

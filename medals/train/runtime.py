@@ -1,9 +1,11 @@
 """The device-dependent training settings, resolved once: precision, memory layout, compile, data path.
 
 A recipe says "auto" (or leaves a switch unset) and gets what is fastest where it runs: on a CUDA GPU
-bf16 autocast (fp16 + GradScaler before Ampere), channels_last, torch.compile and the GPU data path;
-on the CPU fp32, the default layout, eager mode and the CPU data path. Explicit values always win, so
-`train.data_path=gpu` runs the GPU data path on CPU tensors (how the tests exercise it).
+bf16 autocast (fp16 + GradScaler before Ampere), channels_last and the GPU data path; on the CPU fp32,
+the default layout and the CPU data path. torch.compile is opt-in everywhere (`train.compile: true`):
+compiling an EfficientNet's forward and backward takes minutes, paid again by every fold, every
+policy-search candidate and every new input shape, which a short run never earns back. Explicit values
+always win, so `train.data_path=gpu` runs the GPU data path on CPU tensors (how the tests exercise it).
 """
 
 from __future__ import annotations
@@ -65,6 +67,6 @@ def resolve_runtime(recipe, device: str | torch.device) -> Runtime:
         amp_dtype=amp_dtype,
         use_scaler=use_scaler,
         channels_last=cuda if cfg.channels_last is None else cfg.channels_last,
-        compile=cuda if cfg.compile is None else cfg.compile,
+        compile=cfg.compile,
         data_path=resolve_data_path(recipe, device),
     )
