@@ -77,9 +77,12 @@ def predict_with_cls(
     cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
     with torch.inference_mode():
-        for batch in loader:
-            if prepare is not None:
-                batch = prepare(batch)
+        from medals.data.prefetch import prefetched
+
+        def move(batch: dict, generator: torch.Generator | None) -> dict:
+            return prepare(batch) if prepare is not None else batch
+
+        for batch in prefetched(loader, move, None, device):
             image = batch["image"].to(device, non_blocking=True)
             meta = batch.get("meta")
             if meta is not None:

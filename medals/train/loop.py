@@ -393,8 +393,10 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     first_lr = run.schedule.lr_at(epoch, 0)
     loss_sum = torch.zeros((), device=run.device)
     seen = 0
+    from medals.data.prefetch import prefetched
+
     bar = tqdm(
-        loader,
+        prefetched(loader, run.prepare_train, generator, run.device),
         total=n_batches,
         desc=f"fold {run.fold} epoch {epoch + 1}/{cfg.epochs}",
         disable=not cfg.progress,
@@ -407,7 +409,6 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
             _set_lr(run.optimizer, run.schedule.lr_at(epoch, step))
         # The last window of an epoch may be short: average over the batches it really has.
         window = min(accumulate, n_batches - step * accumulate)
-        batch = run.prepare_train(batch, generator)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             logits = run.train_forward(batch["image"], batch.get("meta"))
             loss = run.loss_fn(logits, batch)
@@ -491,8 +492,9 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     loss_sum, seen = torch.zeros((), device=run.device), 0
     term_sums: dict[str, torch.Tensor] = {}
     truths, probs, cls_probs = [], [], []
-    for loaded in run.val_loader:
-        batch = run.prepare_val(loaded, None)
+    from medals.data.prefetch import prefetched
+
+    for batch in prefetched(run.val_loader, run.prepare_val, None, run.device):
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             outputs = run.model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(outputs, batch)

@@ -1,0 +1,140 @@
+"""Where the GPU data path spends its time: JPEG decode, each augmentation op alone, whole lists, loader.
+
+Each op of a recipe's list runs alone at p=1 on one batch (synchronised timing, best of --repeat runs
+after a warm-up), then the whole list as the recipe gives it, then the DataLoader alone (workers reading
+bytes, no model) at a few worker counts. Figures are images/s.
+
+    python benchmarks/augment_ops.py [--device cuda] [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput import FULL, QUICK, augment_list, looped, make_images, make_recipe  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_seconds(fn, device: torch.device, repeat: int) -> float:
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def op_table(
+    spec: list[dict], x: torch.Tensor, m: torch.Tensor | None, size: int, device, repeat: int
+) -> dict:
+    from medals.data.gpu_augment import build_gpu_transform
+
+    out = {}
+    channels = x.shape[1]
+    mean, std = (0.5,) * channels, (0.25,) * channels
+    generator = torch.Generator(device=device).manual_seed(0)
+    for i, item in enumerate(spec):
+        forced = dict(item, p=1.0)
+        name = (
+            item["name"]
+            if item["name"] != "OneOf"
+            else "OneOf(" + "|".join(t["name"] for t in item["transforms"]) + ")"
+        )
+        aug = build_gpu_transform([forced], size, mean, std)
+        seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
+        out[f"{i:02d} {name}"] = x.shape[0] / seconds
+        if item["name"] == "OneOf":
+            for child in item["transforms"]:
+                aug = build_gpu_transform([dict(child, p=1.0)], size, mean, std)
+                seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
+                out[f"{i:02d}   {child['name']}"] = x.shape[0] / seconds
+    aug = build_gpu_transform(spec, size, mean, std)
+    out["whole list"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
+    aug = build_gpu_transform([], size, mean, std)
+    out["resize + normalise only"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
+    return out
+
+
+def decode_rate(paths: list[str], device, repeat: int) -> float:
+    from torchvision.io import decode_jpeg
+
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths]
+    return len(data) / best_seconds(lambda: decode_jpeg(data, device=device), device, repeat)
+
+
+def loader_rate(w, table, workers: int, device, batches: int) -> float:
+    from medals.train.loop import _loader, batch_source
+    from medals.train.runtime import resolve_runtime
+
+    recipe = make_recipe(w, augment_list(w.augment), workers, data_path="gpu")
+    runtime = resolve_runtime(recipe, device)
+    rows = looped(table, (max(workers, 1) + batches + 2) * w.batch)
+    dataset, prepare = batch_source(recipe, runtime, rows, w.num_classes, True, device)
+    loader = _loader(recipe, dataset, shuffle=True, seed=0)
+    generator = torch.Generator(device=device).manual_seed(0)
+    seen, start = 0, None
+    for i, batch in enumerate(loader):
+        if i == max(workers, 1):
+            sync(device)
+            start, seen = time.perf_counter(), 0
+        out = prepare(batch, generator)
+        seen += out["image"].shape[0]
+        if i >= max(workers, 1) + batches:
+            break
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    sizes = QUICK if args.quick else FULL
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("b3", "unet"):
+            w = sizes[name]
+            kind = "chest" if w.task == "segmentation" else "skin"
+            files = make_images(Path(tmp), kind, w.files, w.source, w.num_classes)
+            paths = files["path"].tolist()[: w.batch * 4]
+            from medals.data.io import read_image
+
+            images = [torch.from_numpy(read_image(p)).permute(2, 0, 1) for p in paths[: w.batch]]
+            x = torch.stack([im.expand(3, -1, -1) for im in images]).to(device).float()
+            m = (x[:, :1] > 128).to(torch.uint8) if w.task == "segmentation" else None
+            print(f"\n== {w.augment} list, batch {w.batch} at {w.source} px -> {w.size}", flush=True)
+            table = op_table(augment_list(w.augment), x, m, w.size, device, args.repeat)
+            table["JPEG decode (batched)"] = decode_rate(paths, device, args.repeat)
+            for workers in (4, 8, 12):
+                table[f"loader + prepare, {workers} workers"] = loader_rate(w, files, workers, device, 12)
+            for key, value in table.items():
+                print(f"{key:48s} {value:10.1f} images/s", flush=True)
+            results[w.augment] = table
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

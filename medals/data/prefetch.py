@@ -1,0 +1,110 @@
+"""Prepare the next batches on a side CUDA stream in a background thread while the model trains.
+
+The GPU data path's ops read a few per-sample values back to the host (which samples an op picked,
+kernel sizes): each such read waits for the stream it runs on. On the training stream it would wait for
+the previous training step to finish and leave the GPU idle while the next kernels are launched. On a
+stream of its own it waits only for the augmentation, and the thread lets the host launch the next
+batch's kernels while the main thread launches the model's. On the CPU (or for the CPU data path) the
+batches are simply prepared in order, in the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+
+_DONE = object()
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def prefetched(
+    loader: Iterable[dict],
+    prepare: Callable[[dict, torch.Generator | None], dict],
+    generator: torch.Generator | None,
+    device: torch.device,
+    depth: int = 2,
+    background: bool | None = None,
+) -> Iterator[dict]:
+    """prepare(batch, generator) for every loader batch, in order, up to `depth` batches ahead.
+
+    background None: in a thread (on a side stream) on CUDA, in the calling thread otherwise. The batches
+    and the random stream are the same either way: one thread consumes the generator, in loader order.
+    """
+    if background is None:
+        background = device.type == "cuda"
+    if not background:
+        for batch in loader:
+            yield prepare(batch, generator)
+        return
+    cuda = device.type == "cuda"
+    stream = torch.cuda.Stream(device=device) if cuda else None
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            with contextlib.ExitStack() as scope:
+                if cuda:
+                    scope.enter_context(torch.cuda.device(device))
+                    scope.enter_context(torch.cuda.stream(stream))
+                for batch in loader:
+                    out = prepare(batch, generator)
+                    event = None
+                    if cuda:
+                        event = torch.cuda.Event()
+                        event.record(stream)
+                    while not stop.is_set():
+                        try:
+                            ready.put((out, event), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put((exc, None))
+            return
+        ready.put((_DONE, None))
+
+    thread = threading.Thread(target=work, name="medals-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            out, event = ready.get()
+            if out is _DONE:
+                return
+            if isinstance(out, BaseException):
+                raise out
+            if event is None:
+                yield out
+                continue
+            current = torch.cuda.current_stream(device)
+            current.wait_event(event)
+            for tensor in _tensors(out):
+                if tensor.is_cuda:
+                    # Memory made on the side stream must not be reused before the training stream is done.
+                    tensor.record_stream(current)
+            yield out
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
