@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 
-from medals.config import NEUTRAL_TRAIN_KEYS, Recipe, dump_recipe
+from medals.config import Recipe, digest_train, dump_recipe
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
 from medals.layout import RunLayout
@@ -43,14 +43,10 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
         # writes (read through train.augment) is its output, not its input.
         if recipe.policy_search is None:
             return hashlib.sha256(b"no policy search").hexdigest()[:16]
-        payload["train"] = {
-            k: v
-            for k, v in payload["train"].items()
-            if k not in (*NEUTRAL_TRAIN_KEYS, "augment", "epochs", "swa", "folds")
-        }
+        payload["train"] = digest_train(payload["train"], "augment", "epochs", "swa", "folds")
     elif "train" in payload:
         # Progress bars and loader workers change nothing in the results.
-        payload["train"] = {k: v for k, v in payload["train"].items() if k not in NEUTRAL_TRAIN_KEYS}
+        payload["train"] = digest_train(payload["train"])
         # Files the augmentation reads (policies) are inputs of training too.
         from medals.train.loop import augment_files_digest
 

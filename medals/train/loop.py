@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medals.config import NEUTRAL_TRAIN_KEYS, Recipe
+from medals.config import Recipe, digest_train
 from medals.errors import MedalsError
 from medals.files import write_csv
 from medals.train.checkpoint import (
@@ -128,7 +128,7 @@ def train_fold(
 def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
     """Digest of what a fold's checkpoints depend on: the recipe's training sections and the fold's rows."""
     dumped = recipe.model_dump(mode="json")
-    train = {k: v for k, v in dumped["train"].items() if k not in (*NEUTRAL_TRAIN_KEYS, "folds")}
+    train = digest_train(dumped["train"], "folds")
     # npy and png caches hold the same pixels, and the root may move with the data.
     data = {k: v for k, v in dumped["data"].items() if k not in ("root", "cache_format")}
     rows = sorted(f"{i}:{f}" for i, f in zip(table["id"].astype(str), table["fold"].astype(int), strict=True))
