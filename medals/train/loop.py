@@ -32,14 +32,20 @@ from torch import nn
 from medals.config import Recipe, digest_train
 from medals.errors import MedalsError
 from medals.files import write_csv
+from medals.train import distributed, parallel
 from medals.train.checkpoint import (
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
+    unwrap,
 )
 from medals.train.optim import build_optimizer
 from medals.train.precision import resolve_precision
 from medals.train.schedules import LrSchedule, build_schedule
+
+# Under DDP every rank computes the same log rows and checkpoints; rank 0 alone writes them.
+save_checkpoint = distributed.on_main(save_checkpoint)
+write_csv = distributed.on_main(write_csv)
 
 # Test hook, not a feature: with MEDALS_KILL_AT_STEP=N in the environment the process SIGKILLs itself
 # right after global optimizer step N (1-based, counted from the fold's first epoch), so tests can check
@@ -91,7 +97,7 @@ def train_fold(
     exists is not trained again: its stored metrics are returned.
     """
     fold_dir = Path(fold_dir)
-    device = torch.device(device)
+    device = distributed.device_for_rank(device)
     _check_rules(recipe)
     train_rows, val_rows = _split(table, fold)
     config_hash = training_hash(recipe, table, fold)
@@ -106,6 +112,7 @@ def train_fold(
     start = _resume(run)
     for epoch in range(start, recipe.train.epochs):
         _run_epoch(run, epoch)
+    distributed.barrier()  # rank 0's epoch<k>.pt are written before any rank averages them
     if recipe.train.swa is not None:
         _average_weights(run)
     save_checkpoint(
@@ -119,6 +126,7 @@ def train_fold(
         metrics=run.log[-1],
         info=run.info,
     )
+    distributed.barrier()  # later folds and stages read what rank 0 wrote
     return dict(run.log[-1])
 
 
@@ -236,6 +244,7 @@ def _build(
     model = create_model(recipe, num_classes, n_meta=len(metas)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = parallel.wrap_model(model, recipe, device)
     amp_dtype, use_scaler = resolve_precision(cfg.precision, device)
     train_set = recipe_dataset(recipe, train_rows, num_classes, train=True)
     val_set = recipe_dataset(recipe, val_rows, num_classes, train=False)
@@ -280,7 +289,9 @@ def _loader(recipe: Recipe, dataset, shuffle: bool, seed: int):
     cfg = recipe.train
     # Training drops the ragged last batch (a batch of 1 breaks BatchNorm) unless it is the only one.
     drop_last = shuffle and len(dataset) > cfg.batch_size
-    return make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last)
+    loader = make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last)
+    # Under DDP: this rank's slice of every global batch, or its chunk of the validation rows.
+    return parallel.shard_batches(loader) if shuffle else parallel.shard_rows(loader)
 
 
 def _epoch_seed(run: _Run, epoch: int) -> int:
@@ -331,10 +342,11 @@ def _run_epoch(run: _Run, epoch: int) -> None:
         info=run.info,
     )
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
-    print(
-        f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
-        flush=True,
-    )
+    if distributed.is_main():
+        print(
+            f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
+            flush=True,
+        )
 
 
 def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
@@ -355,7 +367,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         loader,
         total=n_batches,
         desc=f"fold {run.fold} epoch {epoch + 1}/{cfg.epochs}",
-        disable=not cfg.progress,
+        disable=not cfg.progress or not distributed.is_main(),
         leave=False,
         dynamic_ncols=True,
     )
@@ -379,7 +391,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         if cfg.progress and (i % 10 == 0 or i + 1 == n_batches):
             bar.set_postfix(_postfix(run, loss_sum.item() / max(seen, 1)), refresh=False)
     bar.close()
-    train_loss = loss_sum.item() / max(seen, 1)
+    train_loss = parallel.global_mean(loss_sum, seen)  # over every rank's rows
     if not math.isfinite(train_loss):
         raise MedalsError(
             f"fold {run.fold} epoch {epoch + 1}: the training loss is {train_loss}, training diverged "
@@ -445,6 +457,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     from medals.scoring import score
 
     task = run.recipe.task
+    parallel.sync_buffers(run.model)
     run.model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
     term_sums: dict[str, float] = {}
@@ -473,15 +486,16 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
             probs.append(prob[:, 0].to(torch.float16).cpu().numpy())
             truths.append(cpu_batch["mask"][:, 0].numpy() > 0.5)
-    truth = np.concatenate(truths)
-    prob = np.concatenate(probs).astype(np.float32)
-    cls_prob = np.concatenate(cls_probs) if cls_probs else None
+    # Each rank validated its own chunk of rows: every rank gets all of them, in row order.
+    truth, prob, cls_prob, loss_total, seen, term_sums = parallel.gather_validation(
+        truths, probs, cls_probs, loss_sum.item(), seen, term_sums
+    )
     metrics = score(run.recipe, run.val_rows, truth, prob, run.positive, cls_prob)
     if len(term_sums) > 1:
         # Each term's validation value (val_focal, ...): a checkpoint rule may pick one (HPA1 kept the
         # epoch of the lowest validation focal loss, not of the whole sum).
         metrics.update({f"val_{name}": total / max(seen, 1) for name, total in term_sums.items()})
-    return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
+    return loss_total / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 
 # ---- weight averaging ----------------------------------------------------------------------------
@@ -495,12 +509,13 @@ def _average_weights(run: _Run) -> None:
 
     epochs = run.recipe.swa_epochs
     paths = [run.fold_dir / f"epoch{epoch}.pt" for epoch in epochs]
-    averaged = copy.deepcopy(run.model)
+    averaged = copy.deepcopy(unwrap(run.model))
     averaged.load_state_dict(average_checkpoints(paths))
     averaged.to(run.device)
     seed = _epoch_seed(run, run.recipe.train.epochs)
     loader = _loader(run.recipe, run.train_set, shuffle=True, seed=seed)
     recompute_batchnorm(averaged, loader, run.device, run.recipe.train.channels_last)
+    parallel.average_buffers(averaged)  # each rank measured its share of the batches
     model, run.model = run.model, averaged
     try:
         val_loss, metrics = _validate(run)
@@ -509,7 +524,8 @@ def _average_weights(run: _Run) -> None:
     row = {"epoch": run.recipe.train.epochs, "val_loss": val_loss, **metrics}
     _save_weights(run, run.fold_dir / "swa.pt", run.recipe.train.epochs, row, model=averaged)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-    print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
+    if distributed.is_main():
+        print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
 
 
 def _save_weights(run: _Run, path: Path, epoch: int, row: dict, model: nn.Module | None = None) -> None:
