@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
 from medals.losses import split_outputs
+from medals.train import parallel
 from medals.train.precision import resolve_precision
 
 
@@ -56,7 +57,10 @@ def predict_with_cls(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """predict() plus, for a model with a classification head, its image-level probabilities [N]."""
+    """predict() plus, for a model with a classification head, its image-level probabilities [N].
+
+    Under DDP each rank predicts its own chunk of the dataset's rows and every rank returns all of them.
+    """
     device = torch.device(device)
     views = views_for(tta)
     segment = task == "segmentation"
@@ -67,6 +71,7 @@ def predict_with_cls(
     model.eval()
 
     total = len(loader.dataset)
+    loader = parallel.shard_rows(loader)
     out: np.ndarray | None = None
     cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
@@ -107,6 +112,7 @@ def predict_with_cls(
                     cls_out = np.zeros(total, dtype=np.float32)
                 cls_out[index] = merge_views(cls_views, merge).cpu().numpy()
 
+    out, cls_out, seen = parallel.gather_rows(out, cls_out, seen)
     if out is None or not seen.all():
         # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
         raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")
