@@ -457,15 +457,17 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     from medals.scoring import score
 
     task = run.recipe.task
-    parallel.sync_buffers(run.model)
-    run.model.eval()
+    # Under DDP: the plain module with rank 0's buffers, so ranks with different numbers of validation
+    # batches make no collective calls in forward.
+    model = parallel.evaluation_model(run.model)
+    model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
     term_sums: dict[str, float] = {}
     truths, probs, cls_probs = [], [], []
     for cpu_batch in run.val_loader:
         batch = _to_device(cpu_batch, run.device, run.recipe.train.channels_last)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            outputs = run.model(batch["image"], batch.get("meta"))
+            outputs = model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(outputs, batch)
         size = batch["image"].shape[0]
         loss_sum += loss.detach().float() * size

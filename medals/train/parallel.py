@@ -281,16 +281,20 @@ def _has_unused_head(recipe: Any) -> bool:
     return (model.cls_head and "cls" not in outputs) or (model.aux_head and "aux" not in outputs)
 
 
-def sync_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm running statistics) on every rank.
+def evaluation_model(model: nn.Module) -> nn.Module:
+    """The module to validate: without a DDP wrapper, with rank 0's buffers (BatchNorm statistics).
 
-    DDP broadcasts them at each training forward, but the last step's update is each rank's own:
-    after this every rank validates, and rank 0 saves, the same model.
+    DDP broadcasts buffers at each training forward, but the last step's update is each rank's own:
+    after this every rank validates, and rank 0 saves, the same model. The wrapper itself would
+    broadcast them again in the first forward after training, a collective call that a rank with no
+    validation rows (or fewer batches) would never match.
     """
     if not distributed.active():
-        return
-    for buffer in unwrap(model).buffers():
+        return model
+    plain = unwrap(model)
+    for buffer in plain.buffers():
         torch.distributed.broadcast(buffer, src=0)
+    return plain
 
 
 def average_buffers(model: nn.Module) -> None:
