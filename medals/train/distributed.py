@@ -49,7 +49,8 @@ def init_from_env(timeout: timedelta = TIMEOUT) -> bool:
     if not dist.is_available():
         raise MedalsError("WORLD_SIZE is above 1 but this PyTorch build has no torch.distributed")
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank())
+        if local_rank() < torch.cuda.device_count():  # more processes than GPUs: a CPU run (--device cpu)
+            torch.cuda.set_device(local_rank())
         dist.init_process_group("cpu:gloo,cuda:nccl", timeout=timeout)
     else:
         dist.init_process_group("gloo", timeout=timeout)
