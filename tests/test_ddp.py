@@ -284,6 +284,15 @@ def test_single_process_helpers_are_identities(monkeypatch):
     assert parallel.shard_batches(loader) is loader and parallel.shard_rows(loader) is loader
 
 
+def test_more_processes_than_gpus_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(MedalsError, match="process 1 of this machine has no GPU of its own"):
+        distributed.device_for_rank("cuda")
+    assert distributed.device_for_rank("cpu") == torch.device("cpu")
+
+
 def _recipe(**train) -> Recipe:
     return Recipe.model_validate(
         {"name": "r", "task": "multiclass", "data": {"num_classes": 2}, "train": train}

@@ -103,6 +103,12 @@ def device_for_rank(requested: str | torch.device) -> torch.device:
     """The device this rank uses: cuda:LOCAL_RANK for any CUDA device under DDP, else as requested."""
     device = torch.device(requested)
     if active() and device.type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank() >= count:
+            raise MedalsError(
+                f"process {local_rank()} of this machine has no GPU of its own ({count} GPUs here): start "
+                f"at most {count} processes per machine (torchrun --nproc_per_node) or use --device cpu"
+            )
         return torch.device("cuda", local_rank())
     return device
 
