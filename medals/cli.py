@@ -1,8 +1,14 @@
-"""Command line: one verb per stage, `run` for all of them, `ensemble` across recipes, `demo`."""
+"""Command line: one verb per stage, `run` for all of them, `ensemble` across recipes, `demo`.
+
+Under torchrun (`torchrun --nproc_per_node N -m medals train RECIPE ...`) every process runs the same
+command: they join one process group, train, evaluate and predict share their work, everything else runs
+on rank 0 (see medals.pipeline), and only rank 0 prints to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -90,15 +96,19 @@ def _main(argv: list[str] | None) -> int:
     from medals.config import load_recipe
     from medals.pipeline import run_stages
     from medals.stages.common import resolve_device
+    from medals.train import distributed
 
     args = build_parser().parse_args(argv)
+    if distributed.init_from_env() and not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
     if args.verb == "demo":
         from medals.demo.runner import run_demo
 
-        run_demo(args.task or ["melanoma", "cells", "chest"], args.out, resolve_device(args.device))
+        tasks = args.task or ["melanoma", "cells", "chest"]
+        distributed.run_on_main(lambda: run_demo(tasks, args.out, resolve_device(args.device)))
         return 0
     if args.verb == "ensemble":
-        return _ensemble(args)
+        return distributed.run_on_main(lambda: _ensemble(args))
     overrides = list(args.overrides)
     if args.verb == "train" and args.fold:
         overrides.append(f"train.folds=[{','.join(str(k) for k in args.fold)}]")
@@ -133,7 +143,12 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
             say(f"\n== {recipe.name} ==")
         run_stages(recipe, STAGES, device, force=args.force)
     if plan.ensemble:
-        _run_plan_ensemble(plan, overrides, plan.ensemble.method, plan.ensemble.weights, plan.ensemble_dir)
+        from medals.train.distributed import run_on_main
+
+        ensemble = plan.ensemble
+        run_on_main(
+            lambda: _run_plan_ensemble(plan, overrides, ensemble.method, ensemble.weights, plan.ensemble_dir)
+        )
     return 0
 
 
@@ -191,8 +206,12 @@ def _one_sentence(exc: MedalsError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medals.train.distributed import shutdown
+
     try:
-        return _main(argv)
+        code = _main(argv)
+        shutdown()
+        return code
     except MedalsError as exc:
         print(f"medals: error: {_one_sentence(exc)}", file=sys.stderr)
         return 2

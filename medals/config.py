@@ -171,6 +171,21 @@ class SwaConfig(Strict):
 # Train settings that change nothing in what is trained: results stay valid when they change.
 NEUTRAL_TRAIN_KEYS = ("progress", "num_workers")
 
+# Train settings added after runs existed, with their defaults: at its default such a key is left out of
+# the digests, so runs made before it existed keep their digests (and their trained folds).
+LATER_TRAIN_DEFAULTS: dict[str, Any] = {"sync_bn": False, "compile": False, "data_path": "auto"}
+
+
+def digest_train(train: dict[str, Any], *drop: str) -> dict[str, Any]:
+    """A dumped train section as the digests see it: without neutral keys, later keys at their default
+    and the keys in ``drop``."""
+    return {
+        key: value
+        for key, value in train.items()
+        if key not in (*NEUTRAL_TRAIN_KEYS, *drop)
+        and not (key in LATER_TRAIN_DEFAULTS and value == LATER_TRAIN_DEFAULTS[key])
+    }
+
 
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
@@ -206,6 +221,8 @@ class TrainConfig(Strict):
     num_workers: int = 0
     deterministic: bool = False
     progress: bool = True
+    # Under torchrun (DDP): BatchNorm statistics over the global batch instead of each GPU's share.
+    sync_bn: bool = False
 
 
 class MetricsConfig(Strict):

@@ -4,6 +4,12 @@ Each stage leaves a stamp (stages/<name>.json) with the digest of the config sec
 whether it finished. A finished stamp with the same digest means "skip"; a different digest means the
 stage's old outputs are stale and the stage runs again from scratch. An unfinished stamp with the same
 digest means the stage was interrupted: it runs again, and training resumes from its checkpoints.
+
+Under torchrun (several ranks) train, evaluate and predict run on every rank, each doing its share of
+the work (medals.train.parallel). The other stages (prepare, split, search, submit) run on rank 0 alone
+while the others wait for it (medals.train.distributed.run_on_main): they read and write files, or
+train search candidates one after another, and would gain nothing from more ranks. Rank 0 reads the
+stamps and tells the others what it found, and writes every stamp and file.
 """
 
 from __future__ import annotations
@@ -11,12 +17,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from functools import partial
 
-from medals.config import NEUTRAL_TRAIN_KEYS, Recipe, dump_recipe
+from medals.config import Recipe, digest_train, dump_recipe
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
 from medals.layout import RunLayout
 from medals.stages.common import say
+from medals.train.distributed import run_on_main
+
+# Stages that share their work over the ranks under torchrun; the others run on rank 0 alone.
+DISTRIBUTED_STAGES = ("train", "evaluate", "predict")
 
 STAGES = ("prepare", "split", "search", "train", "evaluate", "predict", "submit")
 
@@ -43,14 +54,10 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
         # writes (read through train.augment) is its output, not its input.
         if recipe.policy_search is None:
             return hashlib.sha256(b"no policy search").hexdigest()[:16]
-        payload["train"] = {
-            k: v
-            for k, v in payload["train"].items()
-            if k not in (*NEUTRAL_TRAIN_KEYS, "augment", "epochs", "swa", "folds")
-        }
+        payload["train"] = digest_train(payload["train"], "augment", "epochs", "swa", "folds")
     elif "train" in payload:
         # Progress bars and loader workers change nothing in the results.
-        payload["train"] = {k: v for k, v in payload["train"].items() if k not in NEUTRAL_TRAIN_KEYS}
+        payload["train"] = digest_train(payload["train"])
         # Files the augmentation reads (policies) are inputs of training too.
         from medals.train.loop import augment_files_digest
 
@@ -111,7 +118,10 @@ def _run_stage(recipe: Recipe, layout: RunLayout, stage: str, device) -> None:
         "predict": lambda: run_predict(recipe, layout, device),
         "submit": lambda: run_submit(recipe, layout),
     }
-    actions[stage]()
+    if stage in DISTRIBUTED_STAGES:
+        actions[stage]()
+    else:
+        run_on_main(actions[stage])
 
 
 def run_stages(
@@ -121,33 +131,46 @@ def run_stages(
     force: Iterable[str] = (),
 ) -> RunLayout:
     """Run the given stages in pipeline order; skip finished ones unless forced."""
-    from medals.stages.train import clear_train
-
     force = set(force)
     unknown = force - set(STAGES)
     if unknown:
         raise MedalsError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
     layout = RunLayout(recipe.run_path)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    resolved = dump_recipe(recipe)
-    if not layout.config.exists() or layout.config.read_text() != resolved:
-        write_text(layout.config, resolved)
+    run_on_main(partial(_write_config, recipe, layout))
     wanted = set(stages)
     for stage in STAGES:
         if stage not in wanted:
             continue
-        state = stage_state(recipe, layout, stage)
+        state = run_on_main(partial(stage_state, recipe, layout, stage))
         # Training is never skipped wholesale: each fold skips itself when its final.pt exists,
         # so a run that asks for more folds than before trains just the missing ones.
         if state == "done" and stage not in force and stage != "train":
             say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
             continue
-        if stage == "train" and (state == "stale" or stage in force):
-            clear_train(recipe, layout)
         digest = stage_digest(recipe, stage)
-        if state != "done":
-            write_json(_stamp(layout, stage), {"digest": digest, "done": False})
+        clear = stage == "train" and (state == "stale" or stage in force)
+        run_on_main(partial(_begin, recipe, layout, stage, state, digest, clear))
         _run_stage(recipe, layout, stage, device)
         if state != "done":
-            write_json(_stamp(layout, stage), {"digest": digest, "done": True})
+            run_on_main(partial(_mark, layout, stage, digest, True))
     return layout
+
+
+def _write_config(recipe: Recipe, layout: RunLayout) -> None:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    resolved = dump_recipe(recipe)
+    if not layout.config.exists() or layout.config.read_text() != resolved:
+        write_text(layout.config, resolved)
+
+
+def _begin(recipe: Recipe, layout: RunLayout, stage: str, state: str, digest: str, clear: bool) -> None:
+    from medals.stages.train import clear_train
+
+    if clear:
+        clear_train(recipe, layout)
+    if state != "done":
+        _mark(layout, stage, digest, False)
+
+
+def _mark(layout: RunLayout, stage: str, digest: str, done: bool) -> None:
+    write_json(_stamp(layout, stage), {"digest": digest, "done": done})

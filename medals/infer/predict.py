@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
 from medals.losses import split_outputs
+from medals.train import parallel
 from medals.train.precision import resolve_precision
 
 
@@ -61,7 +62,8 @@ def predict_with_cls(
     """predict() plus, for a model with a classification head, its image-level probabilities [N].
 
     prepare(batch) brings a loader batch to the device (the GPU data path decodes and resizes there);
-    by default its tensors are moved as they are.
+    by default its tensors are moved as they are. Under DDP each rank predicts its own chunk of the
+    dataset's rows and every rank returns all of them.
     """
     device = torch.device(device)
     views = views_for(tta)
@@ -73,6 +75,7 @@ def predict_with_cls(
     model.eval()
 
     total = len(loader.dataset)
+    loader = parallel.shard_rows(loader)
     out: np.ndarray | None = None
     cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
@@ -118,6 +121,7 @@ def predict_with_cls(
                     cls_out = np.zeros(total, dtype=np.float32)
                 cls_out[index] = merge_views(cls_views, merge).cpu().numpy()
 
+    out, cls_out, seen = parallel.gather_rows(out, cls_out, seen)
     if out is None or not seen.all():
         # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
         raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")

@@ -19,11 +19,15 @@ def say(message: str) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
+    """The device asked for ("auto": cuda when there is one); under torchrun a CUDA device is the rank's
+    own, cuda:LOCAL_RANK."""
+    from medals.train.distributed import device_for_rank
+
     if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device_for_rank("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MedalsError(f"device '{name}' was asked for but no CUDA device is available")
-    return torch.device(name)
+    return device_for_rank(name)
 
 
 def require(path: Path, stage: str) -> Path:

@@ -1,4 +1,7 @@
-"""evaluate: out-of-fold predictions with TTA, metrics per fold and pooled -> oof.parquet, metrics.json."""
+"""evaluate: out-of-fold predictions with TTA, metrics per fold and pooled -> oof.parquet, metrics.json.
+
+Under torchrun every rank predicts its share of the rows and computes the same metrics; rank 0 writes.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from medals.stages.common import (
     train_rows_with_folds,
 )
 from medals.stages.truth import class_truth, mask_truth
+from medals.train.distributed import is_main
 
 
 def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
@@ -52,14 +56,16 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         recipe, pd.concat(vals, ignore_index=True), np.concatenate(truths), oof, masks, num_classes, positive
     )
     say(f"evaluate: pooled OOF ({len(oof)} images, tta {recipe.infer.tta}): {_fmt(pooled)}")
-    write_parquet(layout.oof, oof)
-    if masks:
-        write_npy(layout.oof_masks, np.concatenate(masks))
+    if is_main():
+        write_parquet(layout.oof, oof)
+        if masks:
+            write_npy(layout.oof_masks, np.concatenate(masks))
     report = {"folds": {str(k): v for k, v in per_fold.items()}, "pooled": pooled}
     holdout = rows[rows["fold"] == HOLDOUT].reset_index(drop=True)
     if len(holdout) and recipe.task != "segmentation":
         report["holdout"] = _evaluate_holdout(recipe, layout, holdout, num_classes, positive, n_meta, device)
-    write_json(layout.metrics, report)
+    if is_main():
+        write_json(layout.metrics, report)
     return report
 
 
@@ -70,7 +76,8 @@ def _evaluate_holdout(recipe, layout, rows, num_classes, positive, n_meta, devic
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
         outputs.append(predict_rows(recipe, model, rows, num_classes, device, with_target=True)[0])
     probs = np.mean(outputs, axis=0)
-    write_parquet(layout.holdout, prob_frame(rows["id"], probs, num_classes))
+    if is_main():
+        write_parquet(layout.holdout, prob_frame(rows["id"], probs, num_classes))
     metrics = score(recipe, rows, _truth(recipe, rows, num_classes), probs, positive)
     say(f"evaluate: hold-out ({len(rows)} images, mean of {len(outputs)} folds): {_fmt(metrics)}")
     return metrics

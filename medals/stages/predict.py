@@ -1,4 +1,7 @@
-"""predict: test predictions with TTA per fold, then their mean over folds."""
+"""predict: test predictions with TTA per fold, then their mean over folds.
+
+Under torchrun every rank predicts its share of the rows and gets all of them; rank 0 writes.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from medals.stages.common import (
     say,
     test_rows,
 )
+from medals.train.distributed import is_main
 
 
 def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
@@ -46,6 +50,8 @@ def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
 def _write(
     recipe: Recipe, ids: pd.Series, probs, cls_probs, num_classes: int, table_path, masks_path
 ) -> None:
+    if not is_main():
+        return
     if recipe.task == "segmentation":
         write_npy(masks_path, probs.astype(np.float16))
         frame = pd.DataFrame({"id": ids.to_numpy()})

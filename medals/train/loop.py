@@ -29,17 +29,24 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medals.config import NEUTRAL_TRAIN_KEYS, Recipe
+from medals.config import Recipe, digest_train
+from medals.data.prefetch import prefetched
 from medals.errors import MedalsError
 from medals.files import write_csv
+from medals.train import distributed, parallel
 from medals.train.checkpoint import (
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
+    unwrap,
 )
 from medals.train.optim import build_optimizer
 from medals.train.runtime import Runtime, resolve_runtime
 from medals.train.schedules import LrSchedule, build_schedule
+
+# Under DDP every rank computes the same log rows and checkpoints; rank 0 alone writes them.
+save_checkpoint = distributed.on_main(save_checkpoint)
+write_csv = distributed.on_main(write_csv)
 
 # Test hook, not a feature: with MEDALS_KILL_AT_STEP=N in the environment the process SIGKILLs itself
 # right after global optimizer step N (1-based, counted from the fold's first epoch), so tests can check
@@ -97,7 +104,7 @@ def train_fold(
     exists is not trained again: its stored metrics are returned.
     """
     fold_dir = Path(fold_dir)
-    device = torch.device(device)
+    device = distributed.device_for_rank(device)
     _check_rules(recipe)
     train_rows, val_rows = _split(table, fold)
     config_hash = training_hash(recipe, table, fold)
@@ -112,6 +119,7 @@ def train_fold(
     start = _resume(run)
     for epoch in range(start, recipe.train.epochs):
         _run_epoch(run, epoch)
+    distributed.barrier()  # rank 0's epoch<k>.pt are written before any rank averages them
     if recipe.train.swa is not None:
         _average_weights(run)
     save_checkpoint(
@@ -125,6 +133,7 @@ def train_fold(
         metrics=run.log[-1],
         info=run.info,
     )
+    distributed.barrier()  # later folds and stages read what rank 0 wrote
     return dict(run.log[-1])
 
 
@@ -134,7 +143,7 @@ def train_fold(
 def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
     """Digest of what a fold's checkpoints depend on: the recipe's training sections and the fold's rows."""
     dumped = recipe.model_dump(mode="json")
-    train = {k: v for k, v in dumped["train"].items() if k not in (*NEUTRAL_TRAIN_KEYS, "folds")}
+    train = digest_train(dumped["train"], "folds")
     # npy and png caches hold the same pixels, and the root may move with the data.
     data = {k: v for k, v in dumped["data"].items() if k not in ("root", "cache_format")}
     rows = sorted(f"{i}:{f}" for i, f in zip(table["id"].astype(str), table["fold"].astype(int), strict=True))
@@ -243,6 +252,7 @@ def _build(
     runtime = resolve_runtime(recipe, device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = parallel.wrap_model(model, recipe, device)
     train_set, prepare_train = batch_source(recipe, runtime, train_rows, num_classes, True, device)
     val_set, prepare_val = batch_source(recipe, runtime, val_rows, num_classes, False, device)
     # Building a loader starts no workers; it only tells how many batches an epoch has.
@@ -313,13 +323,18 @@ def _loader(recipe: Recipe, dataset, shuffle: bool, seed: int):
     # Training drops the ragged last batch (a batch of 1 breaks BatchNorm) unless it is the only one.
     drop_last = shuffle and len(dataset) > cfg.batch_size
     collate = getattr(dataset, "collate_fn", None)
-    return make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last, collate)
+    loader = make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last, collate)
+    # Under DDP: this rank's slice of every global batch, or its chunk of the validation rows.
+    return parallel.shard_batches(loader) if shuffle else parallel.shard_rows(loader)
 
 
 def _device_generator(run: _Run, seed: int) -> torch.Generator:
-    """The GPU data path's augmentation stream, seeded like the loader, so a resumed epoch repeats."""
+    """The GPU data path's augmentation stream, seeded like the loader, so a resumed epoch repeats.
+
+    Under DDP each rank draws its own stream, so the shares of one global batch are not augmented alike.
+    """
     generator = torch.Generator(device=run.device)
-    generator.manual_seed(seed)
+    generator.manual_seed(seed + 7_919 * distributed.rank())
     return generator
 
 
@@ -371,10 +386,11 @@ def _run_epoch(run: _Run, epoch: int) -> None:
         info=run.info,
     )
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
-    print(
-        f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
-        flush=True,
-    )
+    if distributed.is_main():
+        print(
+            f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
+            flush=True,
+        )
 
 
 def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
@@ -393,13 +409,11 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     first_lr = run.schedule.lr_at(epoch, 0)
     loss_sum = torch.zeros((), device=run.device)
     seen = 0
-    from medals.data.prefetch import prefetched
-
     bar = tqdm(
         prefetched(loader, run.prepare_train, generator, run.device),
         total=n_batches,
         desc=f"fold {run.fold} epoch {epoch + 1}/{cfg.epochs}",
-        disable=not cfg.progress,
+        disable=not cfg.progress or not distributed.is_main(),
         leave=False,
         dynamic_ncols=True,
     )
@@ -422,7 +436,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         if cfg.progress and (i % 10 == 0 or i + 1 == n_batches):
             bar.set_postfix(_postfix(run, loss_sum.item() / max(seen, 1)), refresh=False)
     bar.close()
-    train_loss = loss_sum.item() / max(seen, 1)
+    train_loss = parallel.global_mean(loss_sum, seen)  # over every rank's rows
     if not math.isfinite(train_loss):
         raise MedalsError(
             f"fold {run.fold} epoch {epoch + 1}: the training loss is {train_loss}, training diverged "
@@ -488,15 +502,16 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     from medals.scoring import score
 
     task = run.recipe.task
-    run.model.eval()
+    # Under DDP: the plain module with rank 0's buffers, so ranks with different numbers of validation
+    # batches make no collective calls in forward.
+    model = parallel.evaluation_model(run.model)
+    model.eval()
     loss_sum, seen = torch.zeros((), device=run.device), 0
     term_sums: dict[str, torch.Tensor] = {}
     truths, probs, cls_probs = [], [], []
-    from medals.data.prefetch import prefetched
-
     for batch in prefetched(run.val_loader, run.prepare_val, None, run.device):
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            outputs = run.model(batch["image"], batch.get("meta"))
+            outputs = model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(outputs, batch)
         size = batch["image"].shape[0]
         loss_sum += loss.detach().float() * size
@@ -517,15 +532,17 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
             probs.append(prob[:, 0].to(torch.float16).cpu().numpy())
             truths.append(batch["mask"][:, 0].cpu().numpy() > 0.5)
-    truth = np.concatenate(truths)
-    prob = np.concatenate(probs).astype(np.float32)
-    cls_prob = np.concatenate(cls_probs) if cls_probs else None
+    # Each rank validated its own chunk of rows: every rank gets all of them, in row order.
+    term_totals = {name: float(total) for name, total in term_sums.items()}
+    truth, prob, cls_prob, loss_total, seen, term_totals = parallel.gather_validation(
+        truths, probs, cls_probs, loss_sum.item(), seen, term_totals
+    )
     metrics = score(run.recipe, run.val_rows, truth, prob, run.positive, cls_prob)
     if len(term_sums) > 1:
         # Each term's validation value (val_focal, ...): a checkpoint rule may pick one (HPA1 kept the
         # epoch of the lowest validation focal loss, not of the whole sum).
-        metrics.update({f"val_{name}": float(total) / max(seen, 1) for name, total in term_sums.items()})
-    return loss_sum.item() / max(seen, 1), {key: float(value) for key, value in metrics.items()}
+        metrics.update({f"val_{name}": total / max(seen, 1) for name, total in term_totals.items()})
+    return loss_total / max(seen, 1), {key: float(value) for key, value in metrics.items()}
 
 
 # ---- weight averaging ----------------------------------------------------------------------------
@@ -539,7 +556,7 @@ def _average_weights(run: _Run) -> None:
 
     epochs = run.recipe.swa_epochs
     paths = [run.fold_dir / f"epoch{epoch}.pt" for epoch in epochs]
-    averaged = copy.deepcopy(run.model)
+    averaged = copy.deepcopy(unwrap(run.model))
     averaged.load_state_dict(average_checkpoints(paths))
     averaged.to(run.device)
     seed = _epoch_seed(run, run.recipe.train.epochs)
@@ -547,6 +564,7 @@ def _average_weights(run: _Run) -> None:
     generator = _device_generator(run, seed)
     batches = (run.prepare_train(batch, generator) for batch in loader)
     recompute_batchnorm(averaged, batches, run.device, run.runtime.channels_last)
+    parallel.average_buffers(averaged)  # each rank measured its share of the batches
     model, run.model = run.model, averaged
     try:
         val_loss, metrics = _validate(run)
@@ -555,7 +573,8 @@ def _average_weights(run: _Run) -> None:
     row = {"epoch": run.recipe.train.epochs, "val_loss": val_loss, **metrics}
     _save_weights(run, run.fold_dir / "swa.pt", run.recipe.train.epochs, row, model=averaged)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-    print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
+    if distributed.is_main():
+        print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
 
 
 def _save_weights(run: _Run, path: Path, epoch: int, row: dict, model: nn.Module | None = None) -> None:
