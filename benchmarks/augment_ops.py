@@ -10,6 +10,7 @@ bytes, no model) at a few worker counts. Figures are images/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -23,6 +24,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import FULL, QUICK, augment_list, looped, make_images, make_recipe  # noqa: E402
+
+
+def say(name: str, rate: float) -> None:
+    print(f"{name:48s} {rate:10.1f} images/s", flush=True)
 
 
 def sync(device: torch.device) -> None:
@@ -61,13 +66,16 @@ def op_table(
         aug = build_gpu_transform([forced], size, mean, std)
         seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
         out[f"{i:02d} {name}"] = x.shape[0] / seconds
+        say(f"{i:02d} {name}", out[f"{i:02d} {name}"])
         if item["name"] == "OneOf":
             for child in item["transforms"]:
                 aug = build_gpu_transform([dict(child, p=1.0)], size, mean, std)
                 seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
                 out[f"{i:02d}   {child['name']}"] = x.shape[0] / seconds
+                say(f"{i:02d}   {child['name']}", out[f"{i:02d}   {child['name']}"])
     aug = build_gpu_transform(spec, size, mean, std)
     out["whole list"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
+    say("whole list", out["whole list"])
     aug = build_gpu_transform([], size, mean, std)
     out["resize + normalise only"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
     return out
@@ -109,13 +117,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="images per batch (default: the workload's)")
+    parser.add_argument("--lists", default="b3,unet", help="which workloads' lists: b3 (melanoma), unet")
+    parser.add_argument("--workers", type=lambda t: [int(v) for v in t.split(",") if v], default=[4, 8])
     args = parser.parse_args()
     device = torch.device(args.device)
     sizes = QUICK if args.quick else FULL
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("b3", "unet"):
+        torch.backends.cudnn.benchmark = True  # as training runs it
+        for name in args.lists.split(","):
             w = sizes[name]
+            if args.batch:
+                w = dataclasses.replace(w, batch=args.batch)
             kind = "chest" if w.task == "segmentation" else "skin"
             files = make_images(Path(tmp), kind, w.files, w.source, w.num_classes)
             paths = files["path"].tolist()[: w.batch * 4]
@@ -127,10 +141,11 @@ def main() -> None:
             print(f"\n== {w.augment} list, batch {w.batch} at {w.source} px -> {w.size}", flush=True)
             table = op_table(augment_list(w.augment), x, m, w.size, device, args.repeat)
             table["JPEG decode (batched)"] = decode_rate(paths, device, args.repeat)
-            for workers in (4, 8, 12):
-                table[f"loader + prepare, {workers} workers"] = loader_rate(w, files, workers, device, 12)
-            for key, value in table.items():
-                print(f"{key:48s} {value:10.1f} images/s", flush=True)
+            say("JPEG decode (batched)", table["JPEG decode (batched)"])
+            for workers in args.workers:
+                key = f"loader + prepare, {workers} workers"
+                table[key] = loader_rate(w, files, workers, device, 12)
+                say(key, table[key])
             results[w.augment] = table
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
