@@ -23,7 +23,7 @@ from medals.data.gpu_augment.blur import (
     sample_odd,
 )
 from medals.data.gpu_augment.color import brightness_contrast, shift_hsv
-from medals.data.gpu_augment.distortion import GridDistortion
+from medals.data.gpu_augment.distortion import GridDistortion, coarse_factor, displacement_fields
 from medals.data.gpu_augment.geometry import affine_matrices, warp_affine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,12 +216,56 @@ def test_motion_kernel_and_filter_match_cv2():
     assert abs(k.sum() - 1) < 1e-6
 
 
-@pytest.mark.parametrize("ksize", [3, 5])
-def test_median_equals_cv2(ksize):
-    img = _images(1, 20, seed=8)[0].permute(1, 2, 0).numpy().copy()
-    ref = cv2.medianBlur(img, ksize)
-    got = median_blur(torch.from_numpy(img).permute(2, 0, 1)[None].float(), ksize)[0].permute(1, 2, 0)
-    np.testing.assert_array_equal(got.numpy().astype(np.uint8), ref)
+def _structured(h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 HxWx3: a ramp, stripes with long ties, salt and pepper at 0/255, a flat block, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = (xx * 255 // max(1, w - 1)).astype(np.uint8)
+    stripes = np.where((xx // 2 + yy // 3) % 2 == 0, 0, 255).astype(np.uint8)
+    salt = np.where(rng.random((h, w)) < 0.3, rng.choice([0, 255], (h, w)), 128).astype(np.uint8)
+    img = np.stack([ramp, stripes, salt], -1)
+    img[h // 4 : h // 2, w // 4 : w // 2] = 77
+    img[-3:] = rng.integers(0, 256, (3, w, 3), dtype=np.uint8)
+    return img
+
+
+@pytest.mark.parametrize("ksize", [3, 5, 7])
+@pytest.mark.parametrize(("h", "w"), [(20, 20), (17, 31), (40, 9)])
+@pytest.mark.parametrize("kind", ["random", "structured"])
+def test_median_equals_cv2(ksize, h, w, kind):
+    if kind == "random":
+        img = np.random.default_rng(8 + ksize).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    else:
+        img = _structured(h, w, seed=ksize)
+    ref = cv2.medianBlur(img, ksize)  # replicate border
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
+    for x in (t.float(), t):
+        got = median_blur(x, ksize)
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got[0].permute(1, 2, 0).numpy().astype(np.uint8), ref)
+
+
+def test_median_rounds_float_levels_like_uint8():
+    img = np.random.default_rng(18).integers(0, 256, (2, 3, 16, 24), dtype=np.uint8)
+    jitter = torch.from_numpy(np.random.default_rng(19).uniform(-0.49, 0.49, img.shape).astype(np.float32))
+    x = (torch.from_numpy(img).float() + jitter).clamp(-0.4, 255.4)
+    got = median_blur(x, 5)
+    for i in range(2):
+        ref = cv2.medianBlur(np.ascontiguousarray(img[i].transpose(1, 2, 0)), 5)
+        np.testing.assert_array_equal(got[i].permute(1, 2, 0).numpy().astype(np.uint8), ref)
+
+
+def test_median_blur_op_per_sample_sizes_equal_cv2():
+    x = _images(12, 24, seed=20)
+    out, _ = _raw([{"name": "MedianBlur", "blur_limit": [3, 7], "p": 1.0}], x)
+    used = set()
+    for i in range(12):
+        img = np.ascontiguousarray(x[i].permute(1, 2, 0).numpy())
+        got = out[i].permute(1, 2, 0).round().numpy().astype(np.uint8)
+        match = [k for k in (3, 5, 7) if np.array_equal(got, cv2.medianBlur(img, k))]
+        assert match, i
+        used.update(match)
+    assert used == {3, 5, 7}
 
 
 def test_kernel_sizes_sampled_like_albumentations():
@@ -306,10 +350,66 @@ def test_distortions_keep_masks_aligned():
             "interpolation": 0,
         },
         {"name": "ElasticTransform", "alpha": 30, "sigma": 5, "border_mode": 4, "interpolation": 0},
+        # sigma 50: fields from the coarse grid, upsampled
+        {"name": "ElasticTransform", "alpha": 3000, "sigma": 50, "border_mode": 4, "interpolation": 0},
     ):
         out, mo = _raw([{**op, "p": 1.0}], x, mask, seed=17)
         assert not torch.equal(mo, mask), op["name"]
         np.testing.assert_array_equal((out[:, 0] > 127).numpy(), mo[:, 0].numpy() == 1)
+
+
+def _full_resolution_fields(n, c, h, w, sigma, dist, g):
+    """The elastic fields as first built: noise at every pixel smoothed by a 4-sigma Gaussian (reference)."""
+    shape = (n, c, h, w)
+    if dist == "gaussian":
+        f = torch.randn(shape, generator=g, dtype=torch.float32)
+        f = f / f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+    else:
+        f = 2 * torch.rand(shape, generator=g, dtype=torch.float32) - 1
+    radius = max(1, min(int(4 * sigma + 0.5), h - 1, w - 1))
+    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (xs / sigma) ** 2)
+    k = k / k.sum()
+    f = f.reshape(n * c, 1, h, w)
+    f = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(f, (radius, radius, 0, 0), mode="reflect"), k.reshape(1, 1, 1, -1)
+    )
+    f = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(f, (0, 0, radius, radius), mode="reflect"), k.reshape(1, 1, -1, 1)
+    )
+    return f.reshape(n, c, h, w)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "gaussian"])
+@pytest.mark.parametrize("sigma", [5.0, 7.9])
+def test_elastic_small_sigma_keeps_full_resolution_fields(dist, sigma):
+    assert coarse_factor(sigma, 40, 56) == 1
+    got = displacement_fields(3, 2, 40, 56, sigma, dist, _gen(21), torch.device("cpu"))
+    assert torch.equal(got, _full_resolution_fields(3, 2, 40, 56, sigma, dist, _gen(21)))
+
+
+def _rms_and_correlation(f: torch.Tensor, lag: int) -> tuple[float, float]:
+    """Root mean square of zero-mean fields and their autocorrelation at `lag` px (x and y averaged)."""
+    f = f.double()
+    power = f.pow(2).mean()
+    cx = (f[..., :, :-lag] * f[..., :, lag:]).mean()
+    cy = (f[..., :-lag, :] * f[..., lag:, :]).mean()
+    return power.sqrt().item(), ((cx + cy) / (2 * power)).item()
+
+
+@pytest.mark.parametrize(
+    ("size", "n", "dist"), [(256, 32, "uniform"), (512, 8, "gaussian"), (768, 4, "uniform")]
+)
+def test_elastic_coarse_fields_match_full_resolution_statistics(size, n, dist):
+    sigma, h, w = 50.0, size, size + size // 4
+    assert coarse_factor(sigma, h, w) == 12
+    coarse = displacement_fields(n, 2, h, w, sigma, dist, _gen(22), torch.device("cpu"))
+    full = _full_resolution_fields(n, 2, h, w, sigma, dist, _gen(23))
+    rms_c, corr_c = _rms_and_correlation(coarse, int(sigma))
+    rms_f, corr_f = _rms_and_correlation(full, int(sigma))
+    # a Gaussian-smoothed white field correlates as exp(-d^2 / (4 sigma^2)): 0.78 at d = sigma
+    assert abs(rms_c / rms_f - 1) < 0.15, (rms_c, rms_f)
+    assert abs(corr_c - corr_f) < 0.1 and 0.65 < corr_c < 0.85, (corr_c, corr_f)
 
 
 def _mel_spec():

@@ -1,8 +1,9 @@
 """Blurs with a per-sample kernel size: Blur (box), MotionBlur, MedianBlur, GaussianBlur.
 
 Kernel sizes are odd and sampled like albumentations. Motion and Gaussian kernels are built per sample and
-applied by one grouped conv with a reflect-101 border (as cv2.filter2D/sepFilter2D); the median uses a
-replicate border like cv2.medianBlur and runs once per distinct kernel size.
+applied by one grouped conv with a reflect-101 border (as cv2.filter2D/sepFilter2D). The median equals
+cv2.medianBlur on uint8 levels (replicate border; a bitwise search over the 8 bits of the value, no sort)
+and runs once per distinct kernel size.
 """
 
 from __future__ import annotations
@@ -79,17 +80,38 @@ def filter_per_sample(x: torch.Tensor, kernels: list[np.ndarray]) -> torch.Tenso
     return F.conv2d(xp, wt, groups=n * c).reshape(n, c, h, w)
 
 
-def median_blur(x: torch.Tensor, ksize: int, chunk_elems: int = 1 << 27) -> torch.Tensor:
-    """cv2.medianBlur (replicate border) for one odd kernel size, in chunks of samples."""
+def median_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
+    """cv2.medianBlur (replicate border) for one odd kernel size, exact on the 0-255 levels.
+
+    Values are rounded to uint8 levels first (cv2.medianBlur works on uint8; float inputs are on the
+    0-255 scale). The median of the k*k neighbours is then found bit by bit, from the top: with the bits
+    above b fixed (`prefix`), the candidate prefix | 2^b is at most the median exactly when no more than
+    k*k // 2 neighbours lie below it. Each step counts, per pixel, the neighbours below the candidate
+    over shifted views of the padded tensor: 8 * k*k elementwise compare-and-add passes on 1-byte data,
+    with no sort and no unfolded copy.
+    """
+    if ksize < 1 or ksize % 2 == 0:
+        raise ValueError(f"median kernel size must be odd and positive, got {ksize}")
     n, c, h, w = x.shape
+    levels = x if x.dtype == torch.uint8 else x.round().clamp_(0, 255).to(torch.uint8)
+    if ksize == 1:
+        return levels.to(x.dtype)
     pad = ksize // 2
-    per = max(1, chunk_elems // max(1, c * h * w * ksize * ksize))
-    out = []
-    for start in range(0, n, per):
-        xp = F.pad(x[start : start + per], (pad, pad, pad, pad), mode="replicate")
-        patches = xp.unfold(2, ksize, 1).unfold(3, ksize, 1)  # [b, c, h, w, k, k]
-        out.append(patches.reshape(*patches.shape[:4], -1).median(-1).values)
-    return torch.cat(out)
+    xp = F.pad(levels, (pad, pad, pad, pad), mode="replicate")
+    views = [xp[..., dy : dy + h, dx : dx + w] for dy in range(ksize) for dx in range(ksize)]
+    area = ksize * ksize
+    count_dtype = torch.uint8 if area <= 255 else torch.int16 if area <= 32767 else torch.int32
+    count = torch.empty_like(levels, dtype=count_dtype)
+    below = torch.empty_like(levels, dtype=torch.bool)
+    prefix = torch.zeros_like(levels)
+    for bit in range(7, -1, -1):
+        candidate = prefix | (1 << bit)
+        count.zero_()
+        for view in views:
+            torch.lt(view, candidate, out=below)
+            count.add_(below)
+        prefix = torch.where(count <= area // 2, candidate, prefix)
+    return prefix.to(x.dtype)
 
 
 class Blur(GpuOp):

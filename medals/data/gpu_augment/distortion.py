@@ -6,6 +6,9 @@ grid_sample; borders and interpolation as in geometry (reflect-101 approximated 
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -105,10 +108,88 @@ class GridDistortion(_Remap):
         return xt[:, None, :].expand(n, h, w), yt[:, :, None].expand(n, h, w)
 
 
+COARSE_SIGMA = 4.0  # elastic noise is smoothed on a grid where sigma spans at least this many cells
+COARSE_MIN_CELLS = 16  # and that grid keeps at least this many cells along each side
+
+
+def coarse_factor(sigma: float, h: int, w: int) -> int:
+    """Downscale factor of the grid the elastic noise is drawn and smoothed on (1: full resolution)."""
+    return max(1, min(int(sigma // COARSE_SIGMA), min(h, w) // COARSE_MIN_CELLS))
+
+
+def expected_max_abs_normal(count: int) -> float:
+    """E[max |Z_i|] over `count` standard normals: the Gumbel limit, mode + Euler's gamma * scale."""
+    t = -NormalDist().inv_cdf(0.5 / count)  # P(|Z| > t) = 1 / count
+    density = 2 * math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # of |Z| at t
+    return t + 0.5772156649015329 / (count * density)
+
+
+def gaussian_smooth(f: torch.Tensor, sigma_y: float, sigma_x: float) -> torch.Tensor:
+    """Separable Gaussian of f [N, 1, H, W], truncated at 4 sigma and to the image, reflect border."""
+    h, w = f.shape[-2:]
+    for sigma, dim in ((sigma_x, 3), (sigma_y, 2)):
+        radius = max(1, min(int(4 * sigma + 0.5), h - 1, w - 1))
+        xs = torch.arange(-radius, radius + 1, dtype=torch.float32, device=f.device)
+        k = torch.exp(-0.5 * (xs / sigma) ** 2)
+        k = k / k.sum()
+        if dim == 3:
+            f = F.conv2d(F.pad(f, (radius, radius, 0, 0), mode="reflect"), k.reshape(1, 1, 1, -1))
+        else:
+            f = F.conv2d(F.pad(f, (0, 0, radius, radius), mode="reflect"), k.reshape(1, 1, -1, 1))
+    return f
+
+
+def displacement_fields(
+    n: int,
+    c: int,
+    h: int,
+    w: int,
+    sigma: float,
+    dist: str,
+    g: torch.Generator,
+    device,
+    factor: int | None = None,
+) -> torch.Tensor:
+    """Smoothed noise fields [n, c, h, w] (float32, before alpha); see ElasticTransform.
+
+    factor (default coarse_factor) is the downscale of the noise grid; 1 is the full-resolution
+    construction: noise at every pixel, smoothed by the Gaussian of sigma.
+    """
+    factor = coarse_factor(sigma, h, w) if factor is None else int(factor)
+    hc, wc = -(-h // factor), -(-w // factor)
+    shape = (n, c, hc, wc)
+    if dist == "gaussian":
+        f = torch.randn(shape, generator=g, device=g.device, dtype=torch.float32).to(device)
+        if factor == 1:
+            f = f / f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+        else:  # the full-resolution noise would be divided by its maximum over c*h*w draws
+            f = f / expected_max_abs_normal(c * h * w)
+    else:
+        f = 2 * torch.rand(shape, generator=g, device=g.device, dtype=torch.float32).to(device) - 1
+    if factor == 1:
+        return gaussian_smooth(f.reshape(n * c, 1, h, w), sigma, sigma).reshape(n, c, h, w)
+    # Smoothing white noise of variance v by a normalised 2-D Gaussian of sigmas (sy, sx) leaves variance
+    # v / (4 pi sy sx). In grid cells the sigmas shrink by hc/h and wc/w, so the coarse noise is scaled by
+    # sqrt(hc wc / (h w)) to keep the full-resolution field's variance v / (4 pi sigma^2).
+    f = f * math.sqrt(hc * wc / (h * w))
+    f = gaussian_smooth(f.reshape(n * c, 1, hc, wc), sigma * hc / h, sigma * wc / w)
+    f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False)
+    return f.reshape(n, c, h, w)
+
+
 class ElasticTransform(_Remap):
     """Uniform or gaussian noise fields smoothed by a Gaussian of `sigma`, scaled by `alpha`.
 
-    Approximation: the Gaussian is truncated at 4 sigma and to the image (cv2 uses a longer kernel).
+    Approximations: the Gaussian is truncated at 4 sigma and to the image (cv2 uses a longer kernel).
+    For sigma >= 2 * COARSE_SIGMA the noise is drawn on a grid coarser by f = floor(sigma / COARSE_SIGMA)
+    (so sigma still spans >= 4 cells, and the grid keeps >= 16 cells a side), smoothed there, and
+    upsampled bilinearly to the image: smoothing at full resolution would take a kernel of 8 sigma + 1
+    taps per axis (401 at sigma 50) for a field that varies only over tens of pixels. The coarse noise
+    amplitude is scaled so the field keeps the full-resolution construction's standard deviation (for
+    gaussian noise, the division by the noise's maximum becomes one by that maximum's expected value);
+    its correlation length is the same, and the bilinear upsampling loses about 1% of the variance. The
+    fields are another realisation of the same random field, not the full-resolution one's values.
+    Smaller sigmas keep the full-resolution construction unchanged.
     """
 
     def __init__(self, p, op):
@@ -120,20 +201,8 @@ class ElasticTransform(_Remap):
 
     def maps(self, n, h, w, g, device):
         c = 1 if self.same else 2
-        shape = (n, c, h, w)
-        if self.dist == "gaussian":
-            f = torch.randn(shape, generator=g, device=g.device, dtype=torch.float32).to(device)
-            f = f / f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
-        else:
-            f = 2 * torch.rand(shape, generator=g, device=g.device, dtype=torch.float32).to(device) - 1
-        radius = max(1, min(int(4 * self.sigma + 0.5), h - 1, w - 1))
-        xs = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-        k = torch.exp(-0.5 * (xs / self.sigma) ** 2)
-        k = k / k.sum()
-        f = f.reshape(n * c, 1, h, w)
-        f = F.conv2d(F.pad(f, (radius, radius, 0, 0), mode="reflect"), k.reshape(1, 1, 1, -1))
-        f = F.conv2d(F.pad(f, (0, 0, radius, radius), mode="reflect"), k.reshape(1, 1, -1, 1))
-        f = (f.reshape(n, c, h, w) * self.alpha).double()
+        f = displacement_fields(n, c, h, w, self.sigma, self.dist, g, device)
+        f = (f * self.alpha).double()
         dx, dy = (f[:, 0], f[:, 0]) if self.same else (f[:, 0], f[:, 1])
         gx, gy = pixel_grid(n, h, w, device)
         return gx + dx, gy + dy
