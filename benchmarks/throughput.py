@@ -3,8 +3,9 @@
 For each workload (a model, its image sizes and its recipe's augmentation list) it measures images/s of:
 
 - seed e2e: what the solutions did. DataLoader workers decode each JPEG with cv2, run the albumentations
-  list at the file's size, resize and normalise; the model trains in fp16 autocast with a GradScaler,
-  NCHW, eager (train.precision fp16, channels_last false, compile false, data_path cpu).
+  list at the file's size (albumentations' own ops, as built by plain_albumentations), resize and
+  normalise; the model trains in fp16 autocast with a GradScaler, NCHW, eager (train.precision fp16,
+  channels_last false, compile false, data_path cpu).
 - medals e2e: medals' per-device defaults (medals.train.runtime.resolve_runtime): on CUDA bf16,
   channels_last and the GPU data path when every op of the list has a GPU version (else
   the CPU path: the table says which path each row used).
@@ -20,7 +21,7 @@ batches over in bursts of one per worker. Images/s = images trained in the timed
 
 A CPU data-path comparison (no model, one process, one thread) gives images/s per core of the seed's
 path (JPEG decode + the melanoma list at 768 + resize to 512 + normalise) and medals' CPU path from the
-cache (npy at 512 + the same list at 512 + normalise).
+cache (npy at 512 + the same list at 512, as medals builds it, + normalise).
 
     python benchmarks/throughput.py [--device auto|cpu|cuda] [--quick] [--workloads b3,resnet34,unet,datapath]
         [--workers N] [--steps N] [--warmup N] [--json PATH] [--data-dir DIR]
@@ -185,6 +186,29 @@ def _draw(kind: str, index: int, side: int, path: str) -> str:
 
 def _draw_args(args: tuple[str, int, int, str]) -> str:
     return _draw(*args)
+
+
+def plain_albumentations(spec: list[dict]) -> list:
+    """The spec's ops as albumentations itself builds them: what the 2020 solutions ran, without the
+    substitutions medals makes (its coarse-grid ElasticTransform)."""
+    import albumentations as A
+
+    ops = []
+    for item in spec:
+        kwargs = dict(item)
+        name = kwargs.pop("name")
+        if "transforms" in kwargs:
+            kwargs["transforms"] = plain_albumentations(kwargs["transforms"])
+        ops.append(getattr(A, name)(**kwargs))
+    return ops
+
+
+def seed_transform(spec: list[dict], size: int):
+    """The seed-style per-image pipeline: the list at the file's size, resize, ImageNet normalisation."""
+    import albumentations as A
+
+    resize = A.Resize(size, size, interpolation=cv2.INTER_LINEAR)
+    return A.Compose([*plain_albumentations(spec), resize, A.Normalize()])
 
 
 def make_images(data_dir: Path, kind: str, n: int, side: int, num_classes: int) -> pd.DataFrame:
@@ -447,6 +471,8 @@ def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dic
         steps = math.ceil(args.steps / rounds) * rounds
         rows_needed = (warmup + steps + 1) * w.batch
         dataset, prepare = batch_source(recipe, rt, looped(table, rows_needed), w.num_classes, True, device)
+        if who == "seed":
+            dataset.transform = seed_transform(augment, w.size)
         loader = _loader(recipe, dataset, shuffle=True, seed=0)
         generator = torch.Generator(device=device)
         generator.manual_seed(0)
@@ -558,7 +584,9 @@ def run_datapath(args, data_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     try:
-        seed = items_per_second(recipe_dataset(recipe, files, w.num_classes, train=True), n)
+        seed_set = recipe_dataset(recipe, files, w.num_classes, train=True)
+        seed_set.transform = seed_transform(augment_list("melanoma"), size)
+        seed = items_per_second(seed_set, n)
         say(f"seed: JPEG {source} + list at {source} + resize {size} + normalise: {seed:.1f} images/s")
         medals = items_per_second(recipe_dataset(recipe, cache, w.num_classes, train=True), n)
         say(f"medals: npy {size} + list at {size} + normalise: {medals:.1f} images/s")

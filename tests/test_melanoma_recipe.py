@@ -220,8 +220,10 @@ def test_augmentation_pipeline_is_the_solutions_list():
     assert noise.std_range == pytest.approx((math.sqrt(5) / 255, math.sqrt(30) / 255), rel=1e-6)
     assert noise.mean_range == (0, 0) and noise.per_channel
 
-    warp = {type(op).__name__: op for op in ops[6].transforms}
+    # ElasticTransform is built as medals' CoarseElasticTransform (same op, fields on a coarse grid).
+    warp = {type(op).__name__.removeprefix("Coarse"): op for op in ops[6].transforms}
     assert list(warp) == ["OpticalDistortion", "GridDistortion", "ElasticTransform"]
+    assert isinstance(warp["ElasticTransform"], A.ElasticTransform)
     assert len({op.p for op in warp.values()}) == 1
     assert warp["OpticalDistortion"].distort_limit == pytest.approx((-1.0, 1.0))
     assert warp["GridDistortion"].num_steps == 5

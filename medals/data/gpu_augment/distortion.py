@@ -7,12 +7,12 @@ grid_sample; borders and interpolation as in geometry (reflect-101 approximated 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medals.data.elastic import coarse_factor, expected_max_abs_normal
 from medals.data.gpu_augment.geometry import (
     interp_mode,
     padding_mode,
@@ -106,22 +106,6 @@ class GridDistortion(_Remap):
         xt = torch.from_numpy(np.stack(xx)).to(device)
         yt = torch.from_numpy(np.stack(yy)).to(device)
         return xt[:, None, :].expand(n, h, w), yt[:, :, None].expand(n, h, w)
-
-
-COARSE_SIGMA = 4.0  # elastic noise is smoothed on a grid where sigma spans at least this many cells
-COARSE_MIN_CELLS = 16  # and that grid keeps at least this many cells along each side
-
-
-def coarse_factor(sigma: float, h: int, w: int) -> int:
-    """Downscale factor of the grid the elastic noise is drawn and smoothed on (1: full resolution)."""
-    return max(1, min(int(sigma // COARSE_SIGMA), min(h, w) // COARSE_MIN_CELLS))
-
-
-def expected_max_abs_normal(count: int) -> float:
-    """E[max |Z_i|] over `count` standard normals: the Gumbel limit, mode + Euler's gamma * scale."""
-    t = -NormalDist().inv_cdf(0.5 / count)  # P(|Z| > t) = 1 / count
-    density = 2 * math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # of |Z| at t
-    return t + 0.5772156649015329 / (count * density)
 
 
 def gaussian_smooth(f: torch.Tensor, sigma_y: float, sigma_x: float) -> torch.Tensor:
