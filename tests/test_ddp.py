@@ -154,6 +154,21 @@ def test_two_ranks_evaluate_and_predict_like_one_process(recipe, two_ranks, tmp_
         np.testing.assert_allclose(ddp[columns].to_numpy(), one[columns].to_numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_accumulation_under_ddp_matches_one_process(recipe, two_ranks, tmp_path):
+    # Gradients are all-reduced once per accumulation window (DDP's no_sync on the other micro-batches):
+    # the same updates as one process accumulating the same global batches.
+    run_dir, _ = two_ranks
+    settings = ("train.batch_size=2", "train.accumulate=2", "train.epochs=1")
+    single = prepared(run_dir, tmp_path / "single")
+    assert main(["train", str(recipe), f"run_dir={single}", *settings, "--device", "cpu"]) == 0
+    ddp = prepared(run_dir, tmp_path / "ddp")
+    done = torchrun("train", str(recipe), f"run_dir={ddp}", *settings)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, want = pd.read_csv(ddp / "fold0" / "log.csv"), pd.read_csv(single / "fold0" / "log.csv")
+    for column in LOG_COLUMNS:
+        assert got[column].tolist() == pytest.approx(want[column].tolist(), rel=1e-4, abs=1e-6)
+
+
 def test_killed_ddp_run_resumes_like_an_uninterrupted_one(recipe, two_ranks, tmp_path):
     # With BatchNorm this time (its statistics are rank 0's, in last.pt and on every rank after
     # validation), on fold 1: 11 train rows make 2 steps per epoch, its 13 validation rows split 6 / 7.

@@ -423,14 +423,17 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
             _set_lr(run.optimizer, run.schedule.lr_at(epoch, step))
         # The last window of an epoch may be short: average over the batches it really has.
         window = min(accumulate, n_batches - step * accumulate)
-        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            logits = run.train_forward(batch["image"], batch.get("meta"))
-            loss = run.loss_fn(logits, batch)
-        run.scaler.scale(loss / window).backward()
+        boundary = (i + 1) % accumulate == 0 or i + 1 == n_batches
+        # Under DDP the gradients are all-reduced once per window, at its last micro-batch.
+        with parallel.no_sync(run.model, not boundary):
+            with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+                logits = run.train_forward(batch["image"], batch.get("meta"))
+                loss = run.loss_fn(logits, batch)
+            run.scaler.scale(loss / window).backward()
         size = batch["image"].shape[0]
         loss_sum += loss.detach().float() * size
         seen += size
-        if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+        if boundary:
             _optimizer_step(run)
             _maybe_kill(run, epoch * run.steps_per_epoch + step + 1)
         if cfg.progress and (i % 10 == 0 or i + 1 == n_batches):

@@ -16,6 +16,7 @@ Validation and prediction rows: rank r takes the contiguous chunk [r*N/W, (r+1)*
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sized
 from typing import Any
@@ -306,3 +307,10 @@ def average_buffers(model: nn.Module) -> None:
     for buffer in unwrap(model).buffers():
         if buffer.is_floating_point():
             buffer.copy_(distributed.reduce_sum(buffer) / world)
+
+
+def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+    """DDP's no_sync() when ``skip`` (a micro-batch inside an accumulation window), else nothing."""
+    if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
