@@ -200,3 +200,16 @@ def test_a_fold_trains_on_the_gpu_data_path(files, tmp_path, task):
     assert train_fold(recipe, table, 0, tmp_path / "fold0", num_classes=3 if task == "multiclass" else None)[
         "val_loss"
     ] == pytest.approx(result["val_loss"])
+
+
+def test_auto_picks_the_gpu_path_on_cuda_unless_an_op_lacks_one(capsys):
+    from medals.train.runtime import resolve_data_path
+
+    cuda = torch.device("cuda")  # only its type is read: no GPU is needed
+    assert resolve_data_path(_recipe(augment=[{"name": "HorizontalFlip", "p": 0.5}]), cuda) == "gpu"
+    assert resolve_data_path(_recipe(augment=[{"name": "HorizontalFlip", "p": 0.5}]), CPU) == "cpu"
+    lacking = _recipe(augment=[{"name": "ToGray", "p": 0.5}])
+    assert resolve_data_path(lacking, cuda) == "cpu"
+    assert resolve_data_path(lacking, cuda) == "cpu"
+    out = capsys.readouterr().out
+    assert out.count("data path: cpu (augmentation op 'ToGray' has no GPU version") == 1  # said once

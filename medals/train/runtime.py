@@ -41,6 +41,18 @@ def gpu_augment_gap(recipe) -> str | None:
     return None
 
 
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Print a message once per process (the runtime is resolved for every fold and every stage)."""
+    from medals.train import distributed
+
+    if message not in _SAID and distributed.is_main():
+        _SAID.add(message)
+        print(message, flush=True)
+
+
 def resolve_data_path(recipe, device: torch.device) -> str:
     choice = recipe.train.data_path
     if choice == "cpu":
@@ -53,7 +65,7 @@ def resolve_data_path(recipe, device: torch.device) -> str:
     if device.type != "cuda":
         return "cpu"
     if gap is not None:
-        print(f"data path: cpu ({gap})", flush=True)
+        _say_once(f"data path: cpu ({gap})")
         return "cpu"
     return "gpu"
 
