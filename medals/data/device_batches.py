@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from medals.data.dataset import ImageDataset
+from medals.data.io import image_size
 from medals.errors import MedalsError
 
 JPEG_EXTS = (".jpg", ".jpeg")
@@ -36,18 +37,6 @@ JPEG_EXTS = (".jpg", ".jpeg")
 def is_jpeg(path: str) -> bool:
     """A single plain JPEG file (not a multi-file or channel-selected path)."""
     return "|" not in path and "#" not in path and Path(path).suffix.lower() in JPEG_EXTS
-
-
-def _jpeg_size(path: str) -> tuple[int, int]:
-    """(height, width) from the JPEG header only."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, ValueError) as exc:
-        raise MedalsError(f"cannot read image {path}: corrupt or unsupported file ({exc})") from None
-    return height, width
 
 
 class EncodedDataset(ImageDataset):
@@ -73,7 +62,7 @@ class EncodedDataset(ImageDataset):
             except OSError:
                 raise MedalsError(f"cannot read image {path}: file not found or unreadable") from None
             item["jpeg"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            size = _jpeg_size(path) if self.task == "segmentation" and self.with_target else None
+            size = image_size(path) if self.task == "segmentation" and self.with_target else None
         else:
             pixels = self._image(index)
             item["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels))

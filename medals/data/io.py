@@ -13,6 +13,7 @@ yellow. ``split_paths`` strips selectors, so existence checks and header reads s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -148,19 +149,19 @@ def _read_npy(path: str) -> np.ndarray:
     return _as_hwc(array, path)
 
 
-def _read_raw(path: str) -> np.ndarray:
-    """One file in its native dtype as H x W x C."""
+def _format(path: str) -> tuple[Callable[[str], np.ndarray], Callable[[str], tuple[int, int]]]:
+    """(reader in the native dtype, header sizer) for a file's extension; the file must exist."""
     _check_exists(path)
     ext = _ext(path)
-    if ext in CV2_EXTS:
-        return _read_cv2(path)
-    if ext in TIFF_EXTS:
-        return _read_tiff(path)
-    if ext in DICOM_EXTS:
-        return _read_dicom(path)[0]
-    if ext in NPY_EXTS:
-        return _read_npy(path)
+    for exts, reader, sizer in _FORMATS:
+        if ext in exts:
+            return reader, sizer
     raise _unreadable(path, f"unknown extension '{ext}'")
+
+
+def _read_raw(path: str) -> np.ndarray:
+    """One file in its native dtype as H x W x C."""
+    return _format(path)[0](path)
 
 
 def _read_one(path: str) -> np.ndarray:
@@ -280,18 +281,17 @@ def _size_npy(path: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+# Each format's extensions, reader (native dtype, H x W x C) and header sizer (height, width).
+_FORMATS = (
+    (CV2_EXTS, _read_cv2, _size_pil),
+    (TIFF_EXTS, _read_tiff, _size_tiff),
+    (DICOM_EXTS, lambda path: _read_dicom(path)[0], _size_dicom),
+    (NPY_EXTS, _read_npy, _size_npy),
+)
+
+
 def _size_one(path: str) -> tuple[int, int]:
-    _check_exists(path)
-    ext = _ext(path)
-    if ext in CV2_EXTS:
-        return _size_pil(path)
-    if ext in TIFF_EXTS:
-        return _size_tiff(path)
-    if ext in DICOM_EXTS:
-        return _size_dicom(path)
-    if ext in NPY_EXTS:
-        return _size_npy(path)
-    raise _unreadable(path, f"unknown extension '{ext}'")
+    return _format(path)[1](path)
 
 
 def image_size(path: str) -> tuple[int, int]:
