@@ -265,6 +265,12 @@ def recipe_augment(recipe) -> list[dict] | None:
     return with_base_dir(recipe.train.augment, recipe.base_dir, recipe.run_path.resolve())
 
 
+def training_augment(recipe) -> list[dict]:
+    """The list a recipe trains with: recipe_augment, or the task's default list when it gives none."""
+    spec = recipe_augment(recipe)
+    return DEFAULT_AUGMENT[recipe.task] if spec is None else spec
+
+
 def referenced_files_digest(spec: list[dict] | None) -> str:
     """Digest of the files a spec reads (policies files): results depend on their content too."""
     digest = hashlib.sha256()

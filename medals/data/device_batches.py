@@ -180,13 +180,12 @@ def recipe_device_data(
     recipe, rows, num_classes: int, train: bool, device, channels_last: bool, with_target: bool = True
 ) -> tuple[EncodedDataset, DeviceBatcher]:
     """The dataset and batcher of the GPU data path for a recipe (train=True: with its augmentation)."""
-    from medals.data.augment_cpu import DEFAULT_AUGMENT, default_mean_std, recipe_augment
+    from medals.data.augment_cpu import default_mean_std, training_augment
     from medals.data.gpu_augment import build_gpu_transform
 
     cfg = recipe.train
     in_chans = recipe.model.in_chans
-    spec = recipe_augment(recipe)
-    spec = DEFAULT_AUGMENT[recipe.task] if spec is None else spec
+    spec = training_augment(recipe)
     mean, std = default_mean_std(in_chans)
     mean, std = cfg.mean or mean, cfg.std or std
     if cfg.normalize not in ("fixed", "image"):

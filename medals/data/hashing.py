@@ -143,6 +143,18 @@ def _pair_frame(a: np.ndarray, b: np.ndarray, distance: np.ndarray) -> pd.DataFr
     return frame.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
+def _pair_tables(hashes_a, hashes_b) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(table a, table b, within): b is a itself when hashes_b is None; both hash the same planes."""
+    table_a = _as_table(hashes_a, "hashes_a")
+    within = hashes_b is None
+    table_b = table_a if within else _as_table(hashes_b, "hashes_b")
+    if table_a.shape[1] != table_b.shape[1]:
+        raise MedalsError(
+            f"the two hash tables hash different numbers of planes ({table_a.shape[1]} and {table_b.shape[1]})"
+        )
+    return table_a, table_b, within
+
+
 def near_duplicate_pairs(
     hashes_a: np.ndarray | Sequence[Sequence[imagehash.ImageHash]],
     hashes_b: np.ndarray | Sequence[Sequence[imagehash.ImageHash]] | None = None,
@@ -155,13 +167,7 @@ def near_duplicate_pairs(
     filters the candidates and only those are checked on the other planes, so memory stays bounded and
     100k images are a matter of minutes.
     """
-    table_a = _as_table(hashes_a, "hashes_a")
-    within = hashes_b is None
-    table_b = table_a if within else _as_table(hashes_b, "hashes_b")
-    if table_a.shape[1] != table_b.shape[1]:
-        raise MedalsError(
-            f"the two hash tables hash different numbers of planes ({table_a.shape[1]} and {table_b.shape[1]})"
-        )
+    table_a, table_b, within = _pair_tables(hashes_a, hashes_b)
     n_a, n_b = len(table_a), len(table_b)
     if n_a == 0 or n_b == 0 or table_a.shape[1] == 0:
         return _pair_frame([], [], [])
@@ -207,13 +213,7 @@ def exact_duplicate_pairs(
     images are not duplicates of one another. Rows are grouped by hash value, so the cost is
     O(N log N) plus the number of pairs.
     """
-    table_a = _as_table(hashes_a, "hashes_a")
-    within = hashes_b is None
-    table_b = table_a if within else _as_table(hashes_b, "hashes_b")
-    if table_a.shape[1] != table_b.shape[1]:
-        raise MedalsError(
-            f"the two hash tables hash different numbers of planes ({table_a.shape[1]} and {table_b.shape[1]})"
-        )
+    table_a, table_b, within = _pair_tables(hashes_a, hashes_b)
     if len(table_a) == 0 or len(table_b) == 0:
         return _pair_frame([], [], [])
     both = np.concatenate([table_a, table_b]) if not within else table_a

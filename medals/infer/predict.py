@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from medals.data.prefetch import prefetched
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
 from medals.losses import split_outputs
@@ -30,24 +31,6 @@ def activation(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.sigmoid(logits)
 
 
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    task: str,
-    tta: int = 1,
-    merge: str = "mean",
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    channels_last: bool = False,
-) -> np.ndarray:
-    """Probabilities for every dataset row: [N, K] for classification, [N, H, W] for segmentation.
-
-    Row r of the result belongs to the dataset's row r (placed by batch["index"]), whatever the
-    loader's order. Segmentation outputs are mapped back from each view before merging.
-    """
-    return predict_with_cls(model, loader, task, tta, merge, device, precision, channels_last)[0]
-
-
 def predict_with_cls(
     model: nn.Module,
     loader: DataLoader,
@@ -59,7 +42,12 @@ def predict_with_cls(
     channels_last: bool = False,
     prepare: Callable[[dict], dict] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """predict() plus, for a model with a classification head, its image-level probabilities [N].
+    """(probabilities for every dataset row, image-level probabilities [N] or None).
+
+    Probabilities are [N, K] for classification, [N, H, W] for segmentation; the second item is the
+    classification head's of a segmentation model, None otherwise. Row r of the result belongs to the
+    dataset's row r (placed by batch["index"]), whatever the loader's order. Segmentation outputs are
+    mapped back from each view before merging.
 
     prepare(batch) brings a loader batch to the device (the GPU data path decodes and resizes there);
     by default its tensors are moved as they are. Under DDP each rank predicts its own chunk of the
@@ -80,12 +68,8 @@ def predict_with_cls(
     cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
     with torch.inference_mode():
-        from medals.data.prefetch import prefetched
-
-        def move(batch: dict, generator: torch.Generator | None) -> dict:
-            return prepare(batch) if prepare is not None else batch
-
-        for batch in prefetched(loader, move, None, device):
+        bring = prepare or (lambda batch: batch)
+        for batch in prefetched(loader, lambda batch, _generator: bring(batch), None, device):
             image = batch["image"].to(device, non_blocking=True)
             meta = batch.get("meta")
             if meta is not None:

@@ -83,37 +83,30 @@ def positive_index(recipe: Recipe, classes: list[str] | None) -> int | None:
     return classes.index(target)
 
 
-def make_eval_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool):
-    from medals.data.dataset import make_loader, recipe_dataset
-
-    dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
-    batch = recipe.infer.batch_size or recipe.train.batch_size
-    return make_loader(dataset, batch, shuffle=False, num_workers=recipe.train.num_workers, seed=recipe.seed)
-
-
-def make_eval_batches(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, device):
-    """(loader, prepare or None) for inference on the recipe's data path at this device."""
-    from medals.train.runtime import resolve_runtime
-
-    runtime = resolve_runtime(recipe, device)
-    if runtime.data_path != "gpu":
-        return make_eval_loader(recipe, rows, num_classes, with_target), None
+def _eval_loader(recipe: Recipe, dataset):
+    """The inference loader over a dataset: in order, infer.batch_size (else train's), its collation."""
     from medals.data.dataset import make_loader
+
+    batch = recipe.infer.batch_size or recipe.train.batch_size
+    collate = getattr(dataset, "collate_fn", None)
+    return make_loader(dataset, batch, False, recipe.train.num_workers, recipe.seed, collate_fn=collate)
+
+
+def make_eval_batches(
+    recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, device, runtime
+):
+    """(loader, prepare or None) for inference on the runtime's data path."""
+    if runtime.data_path != "gpu":
+        from medals.data.dataset import recipe_dataset
+
+        dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
+        return _eval_loader(recipe, dataset), None
     from medals.data.device_batches import recipe_device_data
 
     dataset, batcher = recipe_device_data(
         recipe, rows, num_classes, False, device, runtime.channels_last, with_target=with_target
     )
-    batch = recipe.infer.batch_size or recipe.train.batch_size
-    loader = make_loader(
-        dataset,
-        batch,
-        shuffle=False,
-        num_workers=recipe.train.num_workers,
-        seed=recipe.seed,
-        collate_fn=dataset.collate_fn,
-    )
-    return loader, batcher
+    return _eval_loader(recipe, dataset), batcher
 
 
 def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: int, n_meta: int, device):
@@ -136,16 +129,14 @@ def make_crop_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_
     """An eval loader whose images are crop seed `seed`'s random square crops (infer.crop_seeds)."""
     from medals.data.augment_cpu import build_crop_transform
     from medals.data.crop import SeededItems
-    from medals.data.dataset import make_loader, recipe_dataset
+    from medals.data.dataset import recipe_dataset
 
-    cfg = recipe.train
     dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
     # The crop goes in front of the eval dataset's own validation pipeline (its resize and normalisation).
-    dataset.transform = build_crop_transform(seed, cfg.image_size, recipe.task, base=dataset.transform)
-    batch = recipe.infer.batch_size or recipe.train.batch_size
-    return make_loader(
-        SeededItems(dataset, seed), batch, shuffle=False, num_workers=cfg.num_workers, seed=recipe.seed
+    dataset.transform = build_crop_transform(
+        seed, recipe.train.image_size, recipe.task, base=dataset.transform
     )
+    return _eval_loader(recipe, SeededItems(dataset, seed))
 
 
 def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
@@ -158,7 +149,7 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
     from medals.infer.tta import merge
     from medals.train.runtime import resolve_runtime
 
-    channels_last = resolve_runtime(recipe, device).channels_last
+    runtime = resolve_runtime(recipe, device)
 
     def run(loader, prepare=None):
         return predict_with_cls(
@@ -169,13 +160,13 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
             merge=recipe.infer.merge,
             device=device,
             precision=recipe.train.precision,
-            channels_last=channels_last,
+            channels_last=runtime.channels_last,
             prepare=prepare,
         )
 
     n_crops = recipe.infer.crop_seeds
     if n_crops == 0:
-        return run(*make_eval_batches(recipe, rows, num_classes, with_target, device))
+        return run(*make_eval_batches(recipe, rows, num_classes, with_target, device, runtime))
     per_crop = [
         torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
         for seed in range(n_crops)

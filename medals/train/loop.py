@@ -66,7 +66,6 @@ class _Run:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    amp_dtype: torch.dtype | None
     runtime: Runtime
     # The model's training forward: torch.compile'd when runtime.compile, else the model itself.
     train_forward: Any
@@ -276,7 +275,6 @@ def _build(
         model=model,
         optimizer=build_optimizer(model, cfg),
         scaler=torch.amp.GradScaler(device.type, enabled=runtime.use_scaler),
-        amp_dtype=runtime.amp_dtype,
         runtime=runtime,
         # Only the training forward is compiled: its batches all have one shape (drop_last), while
         # validation's ragged last batch would cost a recompile for a pass that is short anyway.
@@ -426,7 +424,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         boundary = (i + 1) % accumulate == 0 or i + 1 == n_batches
         # Under DDP the gradients are all-reduced once per window, at its last micro-batch.
         with parallel.no_sync(run.model, not boundary):
-            with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            with run.runtime.autocast(run.device):
                 logits = run.train_forward(batch["image"], batch.get("meta"))
                 loss = run.loss_fn(logits, batch)
             run.scaler.scale(loss / window).backward()
@@ -513,7 +511,7 @@ def _validate(run: _Run) -> tuple[float, dict[str, float]]:
     term_sums: dict[str, torch.Tensor] = {}
     truths, probs, cls_probs = [], [], []
     for batch in prefetched(run.val_loader, run.prepare_val, None, run.device):
-        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        with run.runtime.autocast(run.device):
             outputs = model(batch["image"], batch.get("meta"))
             loss = run.loss_fn(outputs, batch)
         size = batch["image"].shape[0]

@@ -26,16 +26,18 @@ class Runtime:
     compile: bool
     data_path: str  # "cpu" or "gpu"
 
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The forward's autocast context on `device` (disabled for fp32)."""
+        return torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
 
 def gpu_augment_gap(recipe) -> str | None:
     """Why the recipe's augmentation list cannot run on the GPU path, or None when it can."""
-    from medals.data.augment_cpu import DEFAULT_AUGMENT, recipe_augment
+    from medals.data.augment_cpu import training_augment
     from medals.data.gpu_augment import build_gpu_transform
 
-    spec = recipe_augment(recipe)
-    spec = DEFAULT_AUGMENT[recipe.task] if spec is None else spec
     try:
-        build_gpu_transform(spec, recipe.train.image_size, (0.0,), (1.0,))
+        build_gpu_transform(training_augment(recipe), recipe.train.image_size, (0.0,), (1.0,))
     except NotImplementedError as exc:
         return str(exc)
     return None
