@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medals.infer.predict import predict
+from medals.infer.predict import predict_with_cls
 from medals.infer.tta import apply_view, invert_view, merge, views_for
 
 
@@ -75,9 +75,9 @@ def test_per_pixel_model_gives_same_masks_with_and_without_tta():
     torch.manual_seed(0)
     model = nn.Conv2d(3, 1, kernel_size=1)
     loader = DataLoader(_Images(5, 6, 10), batch_size=2)
-    one = predict(model, loader, "segmentation", tta=1)
+    one = predict_with_cls(model, loader, "segmentation", tta=1)[0]
     for n in (2, 4, 8):
-        many = predict(model, loader, "segmentation", tta=n)
+        many = predict_with_cls(model, loader, "segmentation", tta=n)[0]
         assert many.shape == (5, 6, 10)
         np.testing.assert_allclose(many, one, atol=1e-6)
 
@@ -94,7 +94,7 @@ def test_segmentation_outputs_are_mapped_back_from_each_view():
     loader = DataLoader(_Images(2, 4, 4), batch_size=2)
     probs = torch.sigmoid(torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4) / 16)
     for n in (2, 8):
-        got = predict(Ramp(), loader, "segmentation", tta=n)
+        got = predict_with_cls(Ramp(), loader, "segmentation", tta=n)[0]
         want = torch.stack([invert_view(probs, i) for i in views_for(n)]).mean(0)[0, 0]
         np.testing.assert_allclose(got[1], want.numpy(), atol=1e-6)
         assert not np.allclose(got[1], probs[0, 0].numpy())
