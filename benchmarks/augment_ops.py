@@ -1,8 +1,9 @@
 """Where the GPU data path spends its time: JPEG decode, each augmentation op alone, whole lists, loader.
 
 Each op of a recipe's list runs alone at p=1 on one batch (synchronised timing, best of --repeat runs
-after a warm-up), then the whole list as the recipe gives it, then the DataLoader alone (workers reading
-bytes, no model) at a few worker counts. Figures are images/s.
+after a warm-up; a warp op samples once together with the Resize, as the pipeline runs it), then the
+whole list as the recipe gives it, with its warps fused (the default) and op by op, side by side, then
+the DataLoader alone (workers reading bytes, no model) at a few worker counts. Figures are images/s.
 
     python benchmarks/augment_ops.py [--device cuda] [--quick] [--json PATH]
 """
@@ -55,7 +56,10 @@ def op_table(
     out = {}
     channels = x.shape[1]
     mean, std = (0.5,) * channels, (0.25,) * channels
-    generator = torch.Generator(device=device).manual_seed(0)
+
+    def generator() -> torch.Generator:  # the same draws on every call, so variants compare like for like
+        return torch.Generator(device=device).manual_seed(0)
+
     for i, item in enumerate(spec):
         forced = dict(item, p=1.0)
         name = (
@@ -64,20 +68,40 @@ def op_table(
             else "OneOf(" + "|".join(t["name"] for t in item["transforms"]) + ")"
         )
         aug = build_gpu_transform([forced], size, mean, std)
-        seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
+        seconds = best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
         out[f"{i:02d} {name}"] = x.shape[0] / seconds
         say(f"{i:02d} {name}", out[f"{i:02d} {name}"])
         if item["name"] == "OneOf":
             for child in item["transforms"]:
                 aug = build_gpu_transform([dict(child, p=1.0)], size, mean, std)
-                seconds = best_seconds(lambda aug=aug: aug(x, m, generator), device, repeat)
+                seconds = best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
                 out[f"{i:02d}   {child['name']}"] = x.shape[0] / seconds
                 say(f"{i:02d}   {child['name']}", out[f"{i:02d}   {child['name']}"])
-    aug = build_gpu_transform(spec, size, mean, std)
-    out["whole list"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
-    say("whole list", out["whole list"])
+    from medals.data.gpu_augment import GpuAugment
+    from medals.data.gpu_augment.warp import FusedWarps, Resize
+
+    for step in build_gpu_transform(spec, size, mean, std).steps:
+        if not isinstance(step, FusedWarps):
+            continue
+        ops = [op for op in step.ops if not isinstance(op, Resize)]
+        rates = []
+        for fuse in (True, False):
+            aug = GpuAugment(ops, size, mean, std, fuse=fuse)
+            rates.append(x.shape[0] / best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat))
+        name = f"{step!r}"
+        out[name], out[f"{name}, op by op"] = rates
+        say(name, rates[0])
+        say("  the same ops one by one, then Resize", rates[1])
+    for fuse, key in ((True, "whole list"), (False, "whole list, warps op by op")):
+        aug = build_gpu_transform(spec, size, mean, std, fuse=fuse)
+        out[key] = x.shape[0] / best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
+        say(key, out[key])
+    print(
+        f"{'fused / op by op':48s} {out['whole list'] / out['whole list, warps op by op']:10.2f}x", flush=True
+    )
     aug = build_gpu_transform([], size, mean, std)
-    out["resize + normalise only"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator), device, repeat)
+    out["resize + normalise only"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator()), device, repeat)
+    say("resize + normalise only", out["resize + normalise only"])
     return out
 
 

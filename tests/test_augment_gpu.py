@@ -23,8 +23,9 @@ from medals.data.gpu_augment.blur import (
     sample_odd,
 )
 from medals.data.gpu_augment.color import brightness_contrast, shift_hsv
-from medals.data.gpu_augment.distortion import GridDistortion, coarse_factor, displacement_fields
+from medals.data.gpu_augment.distortion import GridDistortion, coarse_factor, coarse_fields, field_points
 from medals.data.gpu_augment.geometry import affine_matrices, warp_affine
+from medals.data.gpu_augment.warp import pixel_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"
@@ -358,6 +359,12 @@ def test_distortions_keep_masks_aligned():
         np.testing.assert_array_equal((out[:, 0] > 127).numpy(), mo[:, 0].numpy() == 1)
 
 
+def displacement_fields(n, c, h, w, sigma, dist, g):
+    """The ElasticTransform op's fields read at every pixel, as its coordinate map reads them."""
+    fields = coarse_fields(n, c, h, w, sigma, dist, g, torch.device("cpu"))
+    return field_points(fields, *pixel_grid(n, h, w, "cpu"), h, w)
+
+
 def _full_resolution_fields(n, c, h, w, sigma, dist, g):
     """The elastic fields as first built: noise at every pixel smoothed by a 4-sigma Gaussian (reference)."""
     shape = (n, c, h, w)
@@ -384,7 +391,7 @@ def _full_resolution_fields(n, c, h, w, sigma, dist, g):
 @pytest.mark.parametrize("sigma", [5.0, 7.9])
 def test_elastic_small_sigma_keeps_full_resolution_fields(dist, sigma):
     assert coarse_factor(sigma, 40, 56) == 1
-    got = displacement_fields(3, 2, 40, 56, sigma, dist, _gen(21), torch.device("cpu"))
+    got = coarse_fields(3, 2, 40, 56, sigma, dist, _gen(21), torch.device("cpu"))
     assert torch.equal(got, _full_resolution_fields(3, 2, 40, 56, sigma, dist, _gen(21)))
 
 
@@ -403,7 +410,7 @@ def _rms_and_correlation(f: torch.Tensor, lag: int) -> tuple[float, float]:
 def test_elastic_coarse_fields_match_full_resolution_statistics(size, n, dist):
     sigma, h, w = 50.0, size, size + size // 4
     assert coarse_factor(sigma, h, w) == 12
-    coarse = displacement_fields(n, 2, h, w, sigma, dist, _gen(22), torch.device("cpu"))
+    coarse = displacement_fields(n, 2, h, w, sigma, dist, _gen(22))
     full = _full_resolution_fields(n, 2, h, w, sigma, dist, _gen(23))
     rms_c, corr_c = _rms_and_correlation(coarse, int(sigma))
     rms_f, corr_f = _rms_and_correlation(full, int(sigma))

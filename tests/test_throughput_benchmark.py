@@ -64,3 +64,33 @@ def test_quick_run_reports_every_row(tmp_path):
     assert "images/s per core" in printed
     for name in ("b3", "resnet34", "unet"):
         assert f"| {name} (" in printed  # a summary line per workload
+
+
+def test_augment_ops_quick_run_profiles_both_lists(tmp_path):
+    script = SCRIPT.parent / "augment_ops.py"
+    out = tmp_path / "ops.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        str(script),
+        "--quick",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"melanoma", "pneumothorax"}
+    fused = {
+        "melanoma": "FusedWarps(Affine, Resize)",
+        "pneumothorax": "FusedWarps(HorizontalFlip, Affine, Resize)",
+    }
+    for name, table in results.items():
+        for key in (fused[name], f"{fused[name]}, op by op", "whole list", "whole list, warps op by op"):
+            assert _positive(table[key]), (name, key)
+        assert _positive(table["JPEG decode (batched)"]) and _positive(table["loader + prepare, 1 workers"])
+        assert "fused / op by op" in done.stdout

@@ -1,4 +1,4 @@
-"""OneOf, the albumentations op -> GpuOp conversion, and the GpuAugment pipeline.
+"""OneOf, the albumentations op -> GpuOp conversion, and the GpuAugment pipeline with its fused warps.
 
 The spec is first validated and normalised by albumentations 2.0.8 itself (augment_cpu.build_ops), so the
 parameter ranges (symmetric limits, blur_limit rounding, child p weights of OneOf...) are read from the
@@ -11,17 +11,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from medals.data.gpu_augment.blur import Blur, GaussianBlur, MedianBlur, MotionBlur
 from medals.data.gpu_augment.clahe import CLAHE
 from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast, RandomGamma
 from medals.data.gpu_augment.distortion import ElasticTransform, GridDistortion, OpticalDistortion
 from medals.data.gpu_augment.dropout import CoarseDropout
-from medals.data.gpu_augment.flips import HorizontalFlip, Transpose, VerticalFlip
+from medals.data.gpu_augment.flips import Dihedral, HorizontalFlip, Transpose, VerticalFlip
 from medals.data.gpu_augment.geometry import Affine
 from medals.data.gpu_augment.noise import GaussNoise
-from medals.data.gpu_augment.sampling import MAX_VALUE, GpuOp, apply_subset
+from medals.data.gpu_augment.sampling import MAX_VALUE, GpuOp, apply_subset, rand
+from medals.data.gpu_augment.warp import FusedWarps, Resize, Warp
 
 NORMALIZE = ("fixed", "image")
 STANDARDIZE_EPS = 1e-6  # augment_cpu.ImageStandardize's default
@@ -37,15 +37,32 @@ class OneOf(GpuOp):
         w = torch.tensor(list(weights), dtype=torch.float64)
         self.weights = w / w.sum()
 
+    def choose(self, n: int, g: torch.Generator, device) -> torch.Tensor:
+        """Which child each of n samples gets."""
+        choice = torch.multinomial(self.weights.to(g.device).expand(n, -1), 1, replacement=True, generator=g)
+        return choice.squeeze(1).to(device)
+
     def apply(self, x, m, g):
-        n = x.shape[0]
-        choice = torch.multinomial(
-            self.weights.to(g.device).expand(n, -1), 1, replacement=True, generator=g
-        ).squeeze(1)
-        choice = choice.to(x.device)
+        choice = self.choose(x.shape[0], g, x.device)
         for i, child in enumerate(self.children):
             x, m = apply_subset(child, choice == i, x, m, g)
         return x, m
+
+    def entries(self, n, h, w, g, device) -> list[tuple]:
+        """A fused run's (child, sample indices, params), drawn in the order `__call__` draws them."""
+        chosen = (rand(n, g, device) < self.p).nonzero().squeeze(1)
+        k = chosen.numel()
+        if k == 0:
+            return []
+        choice = self.choose(k, g, device)
+        out = []
+        for i, child in enumerate(self.children):
+            sub = (choice == i).nonzero().squeeze(1)
+            if sub.numel() == 0:
+                continue
+            idx = chosen[sub]
+            out.append((child, None if idx.numel() == n else idx, child.draw(sub.numel(), h, w, g, device)))
+        return out
 
 
 def _simple(cls):
@@ -97,6 +114,43 @@ _BUILDERS = {
 SUPPORTED = (*(name for name in _BUILDERS if name != "CoarseElasticTransform"), "OneOf")
 
 
+def _is_warp(op: GpuOp, kind: type = Warp) -> bool:
+    if isinstance(op, OneOf):
+        return all(isinstance(child, kind) for child in op.children)
+    return isinstance(op, kind)
+
+
+def plan_steps(ops: Sequence[GpuOp], image_size: int, fuse: bool = True) -> list:
+    """The ops followed by Resize(image_size), with runs of consecutive warps fused.
+
+    The Resize moves ahead of trailing ops that mean the same at any size (CoarseDropout with holes in
+    fractions of the side), so that the last warps and the Resize sample once, at the training size. A
+    run is fused when it has two or more ops and one of them is more than a flip or transpose (those alone
+    stay exact index moves).
+    """
+    ops = list(ops)
+    tail: list[GpuOp] = []
+    while fuse and ops and getattr(ops[-1], "size_free", False):
+        tail.insert(0, ops.pop())
+    items = [*ops, Resize(image_size), *tail]
+    if not fuse:
+        return items
+    steps: list = []
+    run: list[GpuOp] = []
+    for item in [*items, None]:
+        if item is not None and _is_warp(item):
+            run.append(item)
+            continue
+        if len(run) >= 2 and not all(_is_warp(op, Dihedral) for op in run if not isinstance(op, Resize)):
+            steps.append(FusedWarps(run))
+        else:
+            steps.extend(run)
+        run = []
+        if item is not None:
+            steps.append(item)
+    return steps
+
+
 def convert(op: Any) -> GpuOp:
     """The GpuOp for one albumentations transform (NotImplementedError for ops not in SUPPORTED)."""
     name = type(op).__name__
@@ -129,6 +183,8 @@ class GpuAugment:
 
     Everything runs in float on the 0-255 scale with clipping after the pixel ops, so the uint8 rounding
     that the CPU path does between ops is not reproduced (differences below 1/255 after normalisation).
+    With `fuse` (the default), consecutive warps and the Resize sample once (plan_steps, warp.FusedWarps);
+    the random draws are the same either way.
     """
 
     def __init__(
@@ -138,6 +194,7 @@ class GpuAugment:
         mean: Sequence[float] | None,
         std: Sequence[float] | None,
         normalize: str = "fixed",
+        fuse: bool = True,
     ):
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
@@ -145,6 +202,7 @@ class GpuAugment:
             raise ValueError('normalize "fixed" needs mean and std')
         self.ops = ops
         self.image_size = int(image_size)
+        self.steps = plan_steps(ops, self.image_size, fuse)
         self.normalize = normalize
         self.mean = None if mean is None else tuple(float(v) for v in mean)
         self.std = None if std is None else tuple(float(v) for v in std)
@@ -168,13 +226,8 @@ class GpuAugment:
             generator.seed()
         x = images.float()
         m = masks
-        for op in self.ops:
-            x, m = op(x, m, generator)
-        s = self.image_size
-        if tuple(x.shape[-2:]) != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=False)
-            if m is not None:
-                m = F.interpolate(m.float(), size=(s, s), mode="nearest").to(m.dtype)
+        for step in self.steps:
+            x, m = step(x, m, generator)
         if self.normalize == "image":
             return standardize(x), m
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
@@ -188,8 +241,9 @@ def build_gpu_transform(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
     normalize: str = "fixed",
+    fuse: bool = True,
 ) -> GpuAugment:
     """The batched device pipeline for a `train.augment` spec (validated by albumentations first)."""
     from medals.data.augment_cpu import build_ops
 
-    return GpuAugment([convert(op) for op in build_ops(spec)], image_size, mean, std, normalize)
+    return GpuAugment([convert(op) for op in build_ops(spec)], image_size, mean, std, normalize, fuse)

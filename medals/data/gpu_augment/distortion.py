@@ -1,7 +1,7 @@
 """Non-affine warps: OpticalDistortion (mode "camera"), GridDistortion, ElasticTransform.
 
-Each builds per-sample source maps (cv2.remap semantics, pixels) and samples image and mask with
-grid_sample; borders and interpolation as in geometry (reflect-101 approximated by "reflection").
+Each draws per-sample parameters and maps output coordinates to source coordinates (cv2.remap
+semantics, pixels) as a medals.data.gpu_augment.warp.Warp; borders and interpolation as there.
 """
 
 from __future__ import annotations
@@ -13,39 +13,34 @@ import torch
 import torch.nn.functional as F
 
 from medals.data.elastic import coarse_factor, expected_max_abs_normal
-from medals.data.gpu_augment.geometry import (
-    interp_mode,
-    padding_mode,
-    pixel_grid,
-    pixel_maps_to_grid,
-    sample,
-)
-from medals.data.gpu_augment.sampling import GpuOp, uniform
+from medals.data.gpu_augment.sampling import uniform
+from medals.data.gpu_augment.warp import COORD, Warp, border_kind, interp_mode
 
 
-class _Remap(GpuOp):
-    """Ops that build per-sample source maps (map_x, map_y) in pixels and remap image and mask."""
+class _Remap(Warp):
+    """Interpolation, border and fills from the albumentations op."""
 
     def __init__(self, p, op):
         super().__init__(p)
         self.mode = interp_mode(op.interpolation, "interpolation")
         self.mask_mode = interp_mode(op.mask_interpolation, "mask_interpolation")
-        self.padding = padding_mode(op.border_mode)
+        self.border = border_kind(op.border_mode)
         self.fill = op.fill
         self.fill_mask = op.fill_mask
 
-    def maps(self, n, h, w, g, device) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
-    def apply(self, x, m, g):
-        n, _, h, w = x.shape
-        map_x, map_y = self.maps(n, h, w, g, x.device)
-        dtype = x.dtype if x.dtype.is_floating_point else torch.float32
-        grid = pixel_maps_to_grid(map_x, map_y, h, w).to(dtype)
-        x = sample(x, grid, self.mode, self.padding, self.fill)
-        if m is not None:
-            m = sample(m, grid, self.mask_mode, self.padding, self.fill_mask)
-        return x, m
+def lookup(table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Per-sample tables [n, L] read at coordinates q [n, H, W] with linear interpolation."""
+    n, size = table.shape
+    q = q.clamp(0, size - 1)
+    if size == 1:
+        return table[:, :1, None].expand_as(q).clone()
+    i0 = q.floor().long().clamp(max=size - 2)
+    t = q - i0
+    flat = i0.reshape(n, -1)
+    v0 = table.gather(1, flat).reshape(q.shape)
+    v1 = table.gather(1, flat + 1).reshape(q.shape)
+    return v0 + t * (v1 - v0)
 
 
 class OpticalDistortion(_Remap):
@@ -57,11 +52,12 @@ class OpticalDistortion(_Remap):
             raise NotImplementedError("OpticalDistortion: only mode 'camera' is supported on the GPU path")
         self.distort_limit = tuple(op.distort_limit)
 
-    def maps(self, n, h, w, g, device):
-        k = uniform(n, *self.distort_limit, g, device).reshape(n, 1, 1)
-        xs, ys = pixel_grid(n, h, w, device)
+    def draw(self, n, h, w, g, device):
+        return uniform(n, *self.distort_limit, g, device).to(COORD).reshape(n, 1, 1)
+
+    def points(self, k, x, y, h, w):
         # empty newCameraMatrix: OpenCV's default new camera centres the principal point at (W-1)/2
-        u, v = (xs - (w - 1) / 2) / w, (ys - (h - 1) / 2) / h
+        u, v = (x - (w - 1) / 2) / w, (y - (h - 1) / 2) / h
         r2 = u * u + v * v
         factor = 1 + k * r2 + k * r2 * r2
         return u * factor * w + w / 2, v * factor * h + h / 2
@@ -90,7 +86,7 @@ class GridDistortion(_Remap):
             prev = cur
         return out
 
-    def maps(self, n, h, w, g, device):
+    def draw(self, n, h, w, g, device):
         from albumentations.augmentations.geometric.functional import normalize_grid_distortion_steps
 
         k = self.num_steps + 1
@@ -103,9 +99,12 @@ class GridDistortion(_Remap):
                 sx, sy = norm["steps_x"], norm["steps_y"]
             xx.append(self._axis(w, sx, self.num_steps))
             yy.append(self._axis(h, sy, self.num_steps))
-        xt = torch.from_numpy(np.stack(xx)).to(device)
-        yt = torch.from_numpy(np.stack(yy)).to(device)
-        return xt[:, None, :].expand(n, h, w), yt[:, :, None].expand(n, h, w)
+        return torch.from_numpy(np.stack(xx)).to(device, COORD), torch.from_numpy(np.stack(yy)).to(
+            device, COORD
+        )
+
+    def points(self, tables, x, y, h, w):
+        return lookup(tables[0], x), lookup(tables[1], y)
 
 
 def gaussian_smooth(f: torch.Tensor, sigma_y: float, sigma_x: float) -> torch.Tensor:
@@ -123,7 +122,7 @@ def gaussian_smooth(f: torch.Tensor, sigma_y: float, sigma_x: float) -> torch.Te
     return f
 
 
-def displacement_fields(
+def coarse_fields(
     n: int,
     c: int,
     h: int,
@@ -134,11 +133,9 @@ def displacement_fields(
     device,
     factor: int | None = None,
 ) -> torch.Tensor:
-    """Smoothed noise fields [n, c, h, w] (float32, before alpha); see ElasticTransform.
-
-    factor (default coarse_factor) is the downscale of the noise grid; 1 is the full-resolution
-    construction: noise at every pixel, smoothed by the Gaussian of sigma.
-    """
+    """Smoothed noise fields (float32, before alpha) on their grid: [n, c, ceil(h / f), ceil(w / f)] for
+    the grid factor f (default coarse_factor; 1 is the full-resolution construction: noise at every
+    pixel, smoothed by the Gaussian of sigma). Read at image coordinates with `field_points`."""
     factor = coarse_factor(sigma, h, w) if factor is None else int(factor)
     hc, wc = -(-h // factor), -(-w // factor)
     shape = (n, c, hc, wc)
@@ -157,8 +154,15 @@ def displacement_fields(
     # sqrt(hc wc / (h w)) to keep the full-resolution field's variance v / (4 pi sigma^2).
     f = f * math.sqrt(hc * wc / (h * w))
     f = gaussian_smooth(f.reshape(n * c, 1, hc, wc), sigma * hc / h, sigma * wc / w)
-    f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False)
-    return f.reshape(n, c, h, w)
+    return f.reshape(n, c, hc, wc)
+
+
+def field_points(fields: torch.Tensor, x: torch.Tensor, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Fields on their grid [n, c, hc, wc] read bilinearly at image coordinates x, y [n, H, W] of an
+    (h, w) image: [n, c, H, W]. At the pixel centres this is F.interpolate(bilinear, align_corners=False)
+    of the grid to (h, w), so a full-resolution grid gives its own values."""
+    grid = torch.stack([(2 * x + 1) / w - 1, (2 * y + 1) / h - 1], -1)
+    return F.grid_sample(fields, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class ElasticTransform(_Remap):
@@ -183,10 +187,10 @@ class ElasticTransform(_Remap):
         self.same = bool(op.same_dxdy)
         self.dist = op.noise_distribution
 
-    def maps(self, n, h, w, g, device):
+    def draw(self, n, h, w, g, device):
         c = 1 if self.same else 2
-        f = displacement_fields(n, c, h, w, self.sigma, self.dist, g, device)
-        f = (f * self.alpha).double()
-        dx, dy = (f[:, 0], f[:, 0]) if self.same else (f[:, 0], f[:, 1])
-        gx, gy = pixel_grid(n, h, w, device)
-        return gx + dx, gy + dy
+        return coarse_fields(n, c, h, w, self.sigma, self.dist, g, device) * self.alpha
+
+    def points(self, fields, x, y, h, w):
+        d = field_points(fields, x, y, h, w)
+        return x + d[:, 0], y + d[:, -1]

@@ -25,6 +25,11 @@ class CoarseDropout(GpuOp):
         self.fill = op.fill
         self.fill_mask = op.fill_mask
 
+    @property
+    def size_free(self) -> bool:
+        """Holes sized in fractions of the side mean the same before or after a resize."""
+        return self.h_range[1] < 1 and self.w_range[1] < 1
+
     def holes(self, n: int, h: int, w: int, g: torch.Generator, device) -> tuple[torch.Tensor, ...]:
         """(x0, y0, x1, y1, valid) each [n, max_holes]."""
         k = self.num_holes[1]

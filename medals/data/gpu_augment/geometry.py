@@ -1,70 +1,13 @@
-"""Affine warps, and the grid_sample machinery that the distortions share.
-
-Border modes: 0 constant (with `fill` / `fill_mask`), 1 replicate, 2/4 reflect. Approximation: reflect-101
-borders become grid_sample's "reflection" (mirror about the edge, half a pixel off OpenCV's reflect-101).
-Interpolation: 0 nearest, 1 bilinear.
-"""
+"""Affine: albumentations' matrix per sample, as a coordinate map (medals.data.gpu_augment.warp)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from medals.data.gpu_augment.sampling import GpuOp, randint, uniform
-
-_PADDING = {0: "zeros", 1: "border", 2: "reflection", 4: "reflection"}
-_INTERP = {0: "nearest", 1: "bilinear"}
-
-
-def padding_mode(border_mode: int) -> str:
-    """cv2 border mode -> grid_sample padding_mode."""
-    if border_mode not in _PADDING:
-        raise NotImplementedError(
-            f"border_mode {border_mode} (supported: 0 constant, 1 replicate, 2/4 reflect)"
-        )
-    return _PADDING[border_mode]
-
-
-def interp_mode(flag: int, where: str) -> str:
-    """cv2 interpolation flag -> grid_sample mode."""
-    if flag not in _INTERP:
-        raise NotImplementedError(f"{where} {flag} (supported: 0 nearest, 1 linear)")
-    return _INTERP[flag]
-
-
-def sample(
-    t: torch.Tensor, grid: torch.Tensor, mode: str, padding: str, fill: float | Sequence[float]
-) -> torch.Tensor:
-    """grid_sample with a constant fill for zeros padding; keeps t's dtype."""
-    src = t.to(grid.dtype)
-    out = F.grid_sample(src, grid, mode=mode, padding_mode=padding, align_corners=False)
-    fills = torch.as_tensor(fill, dtype=grid.dtype, device=t.device).reshape(1, -1, 1, 1)
-    if padding == "zeros" and bool((fills != 0).any()):
-        inside = F.grid_sample(
-            torch.ones_like(src[:, :1]), grid, mode=mode, padding_mode="zeros", align_corners=False
-        )
-        out = out + (1 - inside) * fills
-    if t.dtype.is_floating_point:
-        return out.to(t.dtype)
-    return out.round().to(t.dtype)
-
-
-def pixel_maps_to_grid(map_x: torch.Tensor, map_y: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Source pixel coordinates [n, H, W] (cv2.remap maps) -> grid_sample grid (align_corners=False)."""
-    return torch.stack([(2 * map_x + 1) / w - 1, (2 * map_y + 1) / h - 1], -1)
-
-
-def pixel_grid(n: int, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) pixel coordinates, float64 [n, H, W] each (expanded views)."""
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64, device=device),
-        torch.arange(w, dtype=torch.float64, device=device),
-        indexing="ij",
-    )
-    return xs.expand(n, h, w), ys.expand(n, h, w)
+from medals.data.gpu_augment.sampling import randint, uniform
+from medals.data.gpu_augment.warp import Stage, Warp, border_kind, interp_mode, resample
 
 
 def affine_matrices(
@@ -102,22 +45,29 @@ def affine_matrices(
     return back @ tr @ sh @ rot @ sc @ to_origin
 
 
+class _Matrix(Warp):
+    """Fixed forward matrices [n, 3, 3] as a warp (warp_affine)."""
+
+    def __init__(self, matrix: torch.Tensor, mode: str, border: str, fill: Any):
+        super().__init__(1.0)
+        self.inverse = torch.linalg.inv(matrix.double())
+        self.mode, self.border, self.fill = mode, border, fill
+
+    def inverse_matrix(self, params, h, w, device):
+        return self.inverse.to(device)
+
+
 def warp_affine(
-    t: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding: str = "zeros", fill: Any = 0.0
+    t: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", border: str = "constant", fill: Any = 0.0
 ) -> torch.Tensor:
     """cv2.warpAffine(t, matrix[:2]) per sample (forward pixel matrices [n, 3, 3]), same output size."""
-    n, _, h, w = t.shape
-    inv = torch.linalg.inv(matrix)
-    dtype = t.dtype if t.dtype.is_floating_point else torch.float32
-    xs, ys = pixel_grid(1, h, w, t.device)
-    pts = torch.stack([xs[0], ys[0], torch.ones_like(xs[0])], 0).reshape(3, -1)
-    src = inv[:, :2] @ pts  # [n, 2, H*W]
-    grid = pixel_maps_to_grid(src[:, 0].reshape(n, h, w), src[:, 1].reshape(n, h, w), h, w)
-    return sample(t, grid.to(dtype), mode, padding, fill)
+    _, _, h, w = t.shape
+    out, _ = resample(t, None, [Stage(h, w, [(_Matrix(matrix, mode, border, fill), None, None)])], (h, w))
+    return out
 
 
-class Affine(GpuOp):
-    """albumentations' Affine matrix, warped with affine_grid-style sampling.
+class Affine(Warp):
+    """albumentations' Affine matrix per sample.
 
     scale (keep_ratio), translate_percent / translate_px (truncated to whole pixels), rotate and shear
     about the pixel centre (W/2 - 0.5, H/2 - 0.5); images by `interpolation`, masks by
@@ -138,11 +88,12 @@ class Affine(GpuOp):
         self.shear = op.shear
         self.mode = interp_mode(op.interpolation, "interpolation")
         self.mask_mode = interp_mode(op.mask_interpolation, "mask_interpolation")
-        self.padding = padding_mode(op.border_mode)
+        self.border = border_kind(op.border_mode)
         self.fill = op.fill
         self.fill_mask = op.fill_mask
 
-    def params(self, n: int, h: int, w: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    def matrices(self, n: int, h: int, w: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Forward pixel matrices [n, 3, 3] (float64), drawn like albumentations."""
         if self.translate_px is not None:
             tx = randint(n, *self.translate_px["x"], g, device).double()
             ty = randint(n, *self.translate_px["y"], g, device).double()
@@ -158,10 +109,8 @@ class Affine(GpuOp):
         rot = uniform(n, *self.rotate, g, device)
         return affine_matrices(h, w, sx, sy, rot, tx, ty, shear_x, shear_y)
 
-    def apply(self, x, m, g):
-        n, _, h, w = x.shape
-        mat = self.params(n, h, w, g, x.device)
-        x = warp_affine(x, mat, self.mode, self.padding, self.fill)
-        if m is not None:
-            m = warp_affine(m, mat, self.mask_mode, self.padding, self.fill_mask)
-        return x, m
+    def draw(self, n, h, w, g, device):
+        return torch.linalg.inv(self.matrices(n, h, w, g, device))
+
+    def inverse_matrix(self, params, h, w, device):
+        return params
