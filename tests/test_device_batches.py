@@ -183,6 +183,10 @@ def test_an_op_without_a_gpu_version_is_refused_when_asked_for():
     recipe = _recipe(augment=[{"name": "ToGray", "p": 0.5}], data_path="gpu")
     with pytest.raises(MedalsError, match="train.data_path is 'gpu'"):
         resolve_runtime(recipe, "cpu")
+    # a setting the device op lacks names the op that has it
+    wrap = _recipe(augment=[{"name": "Affine", "rotate": [-5, 5], "border_mode": 3}], data_path="gpu")
+    with pytest.raises(MedalsError, match=r"Affine: border_mode 3 \(supported: 0 constant"):
+        resolve_runtime(wrap, "cpu")
 
 
 @pytest.mark.parametrize("task", ["multiclass", "segmentation"])

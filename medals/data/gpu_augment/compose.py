@@ -161,7 +161,11 @@ def convert(op: Any) -> GpuOp:
         raise NotImplementedError(
             f"augmentation op '{name}' has no GPU version (supported: {', '.join(SUPPORTED)})"
         )
-    return _BUILDERS[name](op)
+    try:
+        return _BUILDERS[name](op)
+    except NotImplementedError as exc:  # a setting the device version lacks: say which op has it
+        text = str(exc)
+        raise NotImplementedError(text if text.startswith(name) else f"{name}: {text}") from None
 
 
 def standardize(x: torch.Tensor, eps: float = STANDARDIZE_EPS) -> torch.Tensor:
