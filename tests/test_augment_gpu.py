@@ -483,3 +483,20 @@ def test_pneumothorax_list_builds_on_the_device():
     m = (x[:, :1] > 128).to(torch.uint8)
     out, mo = build_gpu_transform(spec, 32, MEAN, STD)(x, m, _gen(1))
     assert out.shape == (6, 3, 32, 32) and mo.shape == (6, 1, 32, 32) and torch.isfinite(out).all()
+
+
+def test_the_callers_images_and_masks_are_left_as_they_were():
+    # the ops write their chosen samples into the batch in place, so the pipeline must work on copies
+    x = _images(8, 32, seed=30).float()
+    m = (x[:, :1] > 128).to(torch.uint8)
+    x0, m0 = x.clone(), m.clone()
+    aug = build_gpu_transform(_mel_spec(), 32, MEAN, STD)
+    out, mo = aug(x, m, _gen(31))
+    assert torch.equal(x, x0) and torch.equal(m, m0)
+    assert not torch.equal(mo, m0)  # while the outputs did change
+    half = [
+        {"name": "RandomBrightnessContrast", "brightness_limit": [0.3, 0.3], "contrast_limit": 0, "p": 0.5}
+    ]
+    raw, _ = _raw(half, x, None, seed=32)
+    changed = (raw - x0).abs().flatten(1).amax(1) > 1e-3  # the others only went through normalisation
+    assert 0 < int(changed.sum()) < 8 and torch.equal(x, x0)

@@ -228,8 +228,9 @@ class GpuAugment:
         if generator is None:
             generator = torch.Generator(device=images.device)
             generator.seed()
-        x = images.float()
-        m = masks
+        # the ops write into their batch: never into the caller's tensors
+        x = images.float() if images.dtype != torch.float32 else images.clone()
+        m = None if masks is None else masks.clone()
         for step in self.steps:
             x, m = step(x, m, generator)
         if self.normalize == "image":

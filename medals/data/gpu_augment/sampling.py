@@ -33,7 +33,8 @@ def randint_between(lo: torch.Tensor, hi: torch.Tensor, g: torch.Generator) -> t
 
 
 class GpuOp:
-    """One op: per-sample Bernoulli(p), then `apply` on the selected samples."""
+    """One op: per-sample Bernoulli(p), then `apply` on the selected samples. Ops may write into the
+    batch they are given."""
 
     def __init__(self, p: float):
         self.p = float(p)
@@ -61,7 +62,9 @@ def apply_subset(
     if n == x.shape[0]:
         return op.apply(x, m, g)
     xs, ms = op.apply(x[idx], None if m is None else m[idx], g)
-    x = x.index_copy(0, idx, xs)
+    # In place: an op owns the batch it is given (GpuAugment hands its ops a copy), and a copy of the
+    # whole batch for every op with p < 1 would cost more than most ops themselves.
+    x.index_copy_(0, idx, xs)
     if m is not None:
-        m = m.index_copy(0, idx, ms)
+        m.index_copy_(0, idx, ms)
     return x, m
