@@ -5,7 +5,7 @@ Alone they move pixels by indexing; inside a fused run of warps they are coordin
 
 from __future__ import annotations
 
-from medals.data.gpu_augment.warp import Warp, translation_matrix
+from medals.data.gpu_augment.warp import Warp, fixed_matrix
 
 
 class Dihedral(Warp):
@@ -23,7 +23,7 @@ class Transpose(Dihedral):
         return w, h
 
     def inverse_matrix(self, params, h, w, device):
-        return translation_matrix([(0.0, 1.0, 0.0), (1.0, 0.0, 0.0)], device)
+        return fixed_matrix([(0.0, 1.0, 0.0), (1.0, 0.0, 0.0)], device)
 
     def apply(self, x, m, g):
         if x.shape[-1] != x.shape[-2]:
@@ -33,7 +33,7 @@ class Transpose(Dihedral):
 
 class VerticalFlip(Dihedral):
     def inverse_matrix(self, params, h, w, device):
-        return translation_matrix([(1.0, 0.0, 0.0), (0.0, -1.0, h - 1.0)], device)
+        return fixed_matrix([(1.0, 0.0, 0.0), (0.0, -1.0, h - 1.0)], device)
 
     def apply(self, x, m, g):
         return x.flip(-2), None if m is None else m.flip(-2)
@@ -41,7 +41,7 @@ class VerticalFlip(Dihedral):
 
 class HorizontalFlip(Dihedral):
     def inverse_matrix(self, params, h, w, device):
-        return translation_matrix([(-1.0, 0.0, w - 1.0), (0.0, 1.0, 0.0)], device)
+        return fixed_matrix([(-1.0, 0.0, w - 1.0), (0.0, 1.0, 0.0)], device)
 
     def apply(self, x, m, g):
         return x.flip(-1), None if m is None else m.flip(-1)

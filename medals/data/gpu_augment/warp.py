@@ -120,7 +120,7 @@ class Warp(GpuOp):
         """Source coordinates in the (h, w) input for output coordinates x, y [n, H', W']."""
         a = self.inverse_matrix(params, h, w, x.device)
         if a is None:
-            raise NotImplementedError
+            raise NotImplementedError(f"{type(self).__name__} gives neither points nor an inverse_matrix")
         a = a.to(COORD)[:, :2, :, None, None]
         return a[:, 0, 0] * x + a[:, 0, 1] * y + a[:, 0, 2], a[:, 1, 0] * x + a[:, 1, 1] * y + a[:, 1, 2]
 
@@ -145,14 +145,15 @@ class Warp(GpuOp):
         return resample(x, m, [stage], self.out_size(h, w))
 
 
-def translation_matrix(rows: Sequence[Sequence[float]], device) -> torch.Tensor:
+def fixed_matrix(rows: Sequence[Sequence[float]], device) -> torch.Tensor:
     """A fixed [1, 3, 3] float64 matrix from its top two rows."""
     return torch.tensor([*rows, (0.0, 0.0, 1.0)], dtype=torch.float64, device=device)[None]
 
 
 class Resize(Warp):
     """Resize to (size, size) like F.interpolate(bilinear, align_corners=False, no antialiasing), which is
-    cv2.INTER_LINEAR; alone it is exactly that (masks nearest). It draws nothing and is never skipped."""
+    cv2.INTER_LINEAR; alone it is exactly that (masks nearest). It draws nothing, and images already at
+    the size skip it."""
 
     border = "replicate"  # F.interpolate clamps the half pixel its edge samples reach past the input
 
@@ -165,7 +166,7 @@ class Resize(Warp):
 
     def inverse_matrix(self, params, h, w, device):
         sx, sy = w / self.size, h / self.size
-        return translation_matrix([(sx, 0.0, 0.5 * sx - 0.5), (0.0, sy, 0.5 * sy - 0.5)], device)
+        return fixed_matrix([(sx, 0.0, 0.5 * sx - 0.5), (0.0, sy, 0.5 * sy - 0.5)], device)
 
     def entries(self, n, h, w, g, device):
         return [] if (h, w) == self.out_size(h, w) else [(self, None, None)]
@@ -358,7 +359,7 @@ def resample(
         points = _border(stage, points, image, mask)
     # pixel coordinates of the source -> grid_sample's [-1, 1] (align_corners=False), folded into the
     # last matrix when the run ends in affine maps
-    to_grid = translation_matrix([(2 / w, 0.0, 1 / w - 1), (0.0, 2 / h, 1 / h - 1)], x.device)
+    to_grid = fixed_matrix([(2 / w, 0.0, 1 / w - 1), (0.0, 2 / h, 1 / h - 1)], x.device)
     if pending is not None:
         grid = _apply_matrices(points, to_grid @ pending, out_size)
     elif points is not None:
