@@ -113,6 +113,7 @@ def decode_rate(paths: list[str], device, repeat: int) -> float:
 
 
 def loader_rate(w, table, workers: int, device, batches: int) -> float:
+    from medals.data.prefetch import prefetched
     from medals.train.loop import _loader, batch_source
     from medals.train.runtime import resolve_runtime
 
@@ -123,14 +124,16 @@ def loader_rate(w, table, workers: int, device, batches: int) -> float:
     loader = _loader(recipe, dataset, shuffle=True, seed=0)
     generator = torch.Generator(device=device).manual_seed(0)
     seen, start = 0, None
-    for i, batch in enumerate(loader):
+    # prepared as the training loop prepares them: on CUDA ahead, on a side stream in a background thread
+    ready = prefetched(loader, prepare, generator, device)
+    for i, out in enumerate(ready):
         if i == max(workers, 1):
             sync(device)
             start, seen = time.perf_counter(), 0
-        out = prepare(batch, generator)
         seen += out["image"].shape[0]
         if i >= max(workers, 1) + batches:
             break
+    ready.close()
     sync(device)
     return seen / (time.perf_counter() - start)
 

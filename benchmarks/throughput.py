@@ -412,7 +412,14 @@ def repeat(batch: dict) -> Iterator[dict]:
         yield batch
 
 
-def loader_batches(loader, prepare: Callable, generator) -> Iterator[dict]:
+def loader_batches(loader, prepare: Callable, generator, device: torch.device, ahead: bool) -> Iterator[dict]:
+    """Batches on the device. ahead: prepared the way medals' training loop prepares them (on CUDA, a side
+    stream in a background thread, medals.data.prefetch); else inline, as the seeds' loops did."""
+    if ahead:
+        from medals.data.prefetch import prefetched
+
+        yield from prefetched(loader, prepare, generator, device)
+        return
     for batch in loader:
         yield prepare(batch, generator)
 
@@ -477,9 +484,9 @@ def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dic
         generator = torch.Generator(device=device)
         generator.manual_seed(0)
         label = f"{w.name} {ROW_LABELS[key]}"
-        result = timed_steps(
-            trainers[who], loader_batches(loader, prepare, generator), warmup, steps, w.batch, label
-        )
+        batches = loader_batches(loader, prepare, generator, device, ahead=who == "medals")
+        result = timed_steps(trainers[who], batches, warmup, steps, w.batch, label)
+        batches.close()  # stops a prefetch thread before the next row is timed
         rows[key] = {**runtime_fields(rt), "source": origin, "workers": workers, **result}
         say(f"{label} ({rt.data_path} data path, {origin}): {result['images_per_s']:.1f} images/s")
         del loader
