@@ -175,16 +175,24 @@ NEUTRAL_TRAIN_KEYS = ("progress", "num_workers")
 # the digests, so runs made before it existed keep their digests (and their trained folds).
 LATER_TRAIN_DEFAULTS: dict[str, Any] = {"sync_bn": False, "compile": False, "data_path": "auto"}
 
+# Train settings whose default changed after runs existed: (new default, old default). The new default is
+# digested as the old one, so runs made under the old default keep their digests.
+CHANGED_TRAIN_DEFAULTS: dict[str, tuple[Any, Any]] = {"channels_last": (None, False)}
+
 
 def digest_train(train: dict[str, Any], *drop: str) -> dict[str, Any]:
     """A dumped train section as the digests see it: without neutral keys, later keys at their default
-    and the keys in ``drop``."""
-    return {
-        key: value
-        for key, value in train.items()
-        if key not in (*NEUTRAL_TRAIN_KEYS, *drop)
-        and not (key in LATER_TRAIN_DEFAULTS and value == LATER_TRAIN_DEFAULTS[key])
-    }
+    and the keys in ``drop``; changed defaults as they were."""
+    out = {}
+    for key, value in train.items():
+        if key in (*NEUTRAL_TRAIN_KEYS, *drop):
+            continue
+        if key in LATER_TRAIN_DEFAULTS and value == LATER_TRAIN_DEFAULTS[key]:
+            continue
+        if key in CHANGED_TRAIN_DEFAULTS and value == CHANGED_TRAIN_DEFAULTS[key][0]:
+            value = CHANGED_TRAIN_DEFAULTS[key][1]
+        out[key] = value
+    return out
 
 
 class TrainConfig(Strict):

@@ -79,3 +79,23 @@ def test_resolved_config_round_trips(tmp_path):
     recipe = load_recipe(write(tmp_path, BASE), ["train.epochs=4"])
     again = write(tmp_path, yaml.safe_load(dump_recipe(recipe)), "resolved.yaml")
     assert load_recipe(again) == recipe
+
+
+def test_runs_made_before_the_later_train_keys_keep_their_digests():
+    # Literal digests of this recipe as medals computed them before channels_last's default became None
+    # (per device) and before compile, data_path and sync_bn existed: a changed digest retrains old runs.
+    import pandas as pd
+
+    from medals.config import Recipe
+    from medals.pipeline import stage_digest
+    from medals.train.loop import training_hash
+
+    spec = {"name": "pin", "task": "multiclass", "data": {"root": "/data"}, "model": {"backbone": "resnet18"}}
+    recipe = Recipe.model_validate(spec)
+    table = pd.DataFrame({"id": ["a", "b", "c"], "fold": [0, 1, 0]})
+    assert training_hash(recipe, table, 0) == "b3d1189a2e733d45"
+    assert stage_digest(recipe, "train") == "ebc5603eaf23445f"
+    assert stage_digest(recipe, "evaluate") == "4fd76165636187ee"
+    # channels_last is still part of them: turning it on is a different run
+    on = Recipe.model_validate({**spec, "train": {"channels_last": True}})
+    assert training_hash(on, table, 0) != "b3d1189a2e733d45"
