@@ -12,7 +12,7 @@ import torch
 
 from medals.config import Recipe
 from medals.data.dataset import make_loader, recipe_dataset
-from medals.data.device_batches import EncodedDataset, recipe_device_data
+from medals.data.device_batches import EncodedDataset, collate_encoded, recipe_device_data
 from medals.errors import MedalsError
 from medals.train.loop import train_fold
 from medals.train.runtime import resolve_runtime
@@ -103,9 +103,8 @@ def test_jpeg_bytes_are_decoded_like_opencv(files):
     dataset = EncodedDataset(table, "multiclass", 3, in_chans=3)
     item = dataset[0]
     assert item["jpeg"].dtype == torch.uint8 and item["jpeg"].ndim == 1  # bytes, not pixels
-    from torchvision.io import decode_jpeg
-
-    decoded = decode_jpeg(item["jpeg"]).permute(1, 2, 0).numpy().astype(int)
+    batcher = recipe_device_data(_recipe(), table, 3, False, CPU, channels_last=False)[1]
+    decoded = batcher._decode(collate_encoded([item]))[0].permute(1, 2, 0).numpy().astype(int)
     opencv = cv2.imread(table["path"][0])[:, :, ::-1].astype(int)
     assert np.abs(decoded - opencv).mean() < 1.0
 

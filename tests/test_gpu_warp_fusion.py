@@ -14,8 +14,8 @@ import yaml
 
 from medals.data.gpu_augment import build_gpu_transform
 from medals.data.gpu_augment.distortion import coarse_fields, field_points, lookup
-from medals.data.gpu_augment.geometry import affine_matrices, warp_affine
-from medals.data.gpu_augment.warp import FusedWarps, Resize, fold, pixel_grid
+from medals.data.gpu_augment.geometry import affine_matrices
+from medals.data.gpu_augment.warp import FusedWarps, Stage, Warp, fold, pixel_grid, resample
 
 ROOT = Path(__file__).resolve().parents[1]
 MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"
@@ -58,6 +58,25 @@ def test_fold_replicate_and_constant_clamp():
     q = torch.tensor([-4.2, -0.3, 0.0, 3.5, 6.0, 9.9])
     for kind in ("replicate", "constant"):
         assert fold(q, 7, kind).tolist() == pytest.approx([0.0, 0.0, 0.0, 3.5, 6.0, 6.0])
+
+
+class _Matrix(Warp):
+    """Fixed forward pixel matrices [n, 3, 3] as a warp."""
+
+    def __init__(self, matrix, mode, border, fill):
+        super().__init__(1.0)
+        self.inverse = torch.linalg.inv(matrix.double())
+        self.mode, self.border, self.fill = mode, border, fill
+
+    def inverse_matrix(self, params, h, w, device):
+        return self.inverse.to(device)
+
+
+def warp_affine(t, matrix, mode="bilinear", border="constant", fill=0.0):
+    """cv2.warpAffine(t, matrix[:2]) per sample through medals' resampling, same output size."""
+    _, _, h, w = t.shape
+    out, _ = resample(t, None, [Stage(h, w, [(_Matrix(matrix, mode, border, fill), None, None)])], (h, w))
+    return out
 
 
 @pytest.mark.parametrize(
@@ -251,6 +270,11 @@ def test_transpose_in_a_run_needs_square_images_unless_it_takes_them_all():
     aug = build_gpu_transform(spec, 16, *RAW)
     with pytest.raises(ValueError, match="square"):
         aug(_smooth(8, 24, seed=12)[..., :20], None, _gen(13))
-    run = FusedWarps([Resize(12)])
-    out, _ = run(_smooth(2, 24, seed=14)[..., :20], None, _gen(15))
-    assert out.shape == (2, 3, 12, 12)
+    # a Transpose that takes every sample swaps the frame for all of them alike
+    x = _smooth(2, 24, seed=14)[..., :20]  # 24 high, 20 wide
+    every = [{"name": "Transpose", "p": 1.0}, {"name": "Affine", "rotate": [0, 0]}]
+    fused = build_gpu_transform(every, 24, *RAW)
+    assert _step_names(fused)[0].startswith("FusedWarps(Transpose, Affine")
+    out, _ = FusedWarps(fused.steps[0].ops[:2])(x, None, _gen(15))
+    assert out.shape == (2, 3, 20, 24)
+    torch.testing.assert_close(out, x.transpose(-2, -1), atol=1e-3, rtol=0)

@@ -30,6 +30,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OTHER_MEAN = 0.5  # per channel, for images that are not 3-channel photographs
 OTHER_STD = 0.25
+STANDARDIZE_EPS = 1e-6  # ImageStandardize's floor on a channel's std (the GPU path's too)
 
 # Ops that would break the pipeline's contract (numpy HWC out, normalised once) or need Python callables.
 _FORBIDDEN = {"ToTensorV2", "Lambda", "Normalize"}
@@ -121,7 +122,7 @@ class ImageStandardize(A.ImageOnlyTransform):
     Used instead of ChannelNormalize for train.normalize "image"; a flat channel (std 0) becomes 0.
     """
 
-    def __init__(self, eps: float = 1e-6, p: float = 1.0):
+    def __init__(self, eps: float = STANDARDIZE_EPS, p: float = 1.0):
         super().__init__(p=p)
         self.eps = float(eps)
 

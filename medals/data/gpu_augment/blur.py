@@ -156,10 +156,11 @@ class MedianBlur(GpuOp):
         self.blur_limit = tuple(blur_limit)
 
     def apply(self, x, m, g):
-        sizes = sample_odd(*self.blur_limit, x.shape[0], g).to(x.device)
-        out = x.clone()
+        # sizes stay on the host: grouping by them needs no read back from the device
+        sizes = sample_odd(*self.blur_limit, x.shape[0], g).cpu()
+        out = torch.empty_like(x)  # every sample gets one of the sizes
         for k in sizes.unique().tolist():
-            idx = (sizes == k).nonzero().squeeze(1)
+            idx = (sizes == k).nonzero().squeeze(1).to(x.device)
             out[idx] = median_blur(x[idx], int(k))
         return out, m
 

@@ -30,18 +30,14 @@ import torch
 
 from medals.data.gpu_augment.lab import lab_to_rgb, lookup, rgb_to_lab
 from medals.data.gpu_augment.sampling import MAX_VALUE, GpuOp, uniform
+from medals.data.gpu_augment.warp import COORD, fold
 
 BINS = 256
 
 
-def _reflect101(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """Indices 0..size-1 mapped into 0..n-1 by BORDER_REFLECT_101 (any size, any n >= 1)."""
-    idx = torch.arange(size, device=device)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = idx % period
-    return torch.where(idx >= n, period - idx, idx)
+def _reflect101_indices(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """Indices 0..size-1 mapped into 0..n-1 by BORDER_REFLECT_101."""
+    return fold(torch.arange(size, dtype=COORD, device=device), n, "reflect101").long()
 
 
 def _tile_weights(size: int, tile: int, tiles: int, device: torch.device):
@@ -85,8 +81,8 @@ def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[
     )
     src = v
     if h % tiles_y or w % tiles_x:
-        src = src.index_select(1, _reflect101(h, h + tiles_y - h % tiles_y, dev))
-        src = src.index_select(2, _reflect101(w, w + tiles_x - w % tiles_x, dev))
+        src = src.index_select(1, _reflect101_indices(h, h + tiles_y - h % tiles_y, dev))
+        src = src.index_select(2, _reflect101_indices(w, w + tiles_x - w % tiles_x, dev))
     hp, wp = src.shape[-2:]
     th, tw = hp // tiles_y, wp // tiles_x
     area = th * tw

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from medals.data.augment_cpu import STANDARDIZE_EPS
 from medals.data.gpu_augment.blur import Blur, GaussianBlur, MedianBlur, MotionBlur
 from medals.data.gpu_augment.clahe import CLAHE
 from medals.data.gpu_augment.color import HueSaturationValue, RandomBrightnessContrast, RandomGamma
@@ -24,7 +25,6 @@ from medals.data.gpu_augment.sampling import MAX_VALUE, GpuOp, apply_subset, ran
 from medals.data.gpu_augment.warp import FusedWarps, Resize, Warp
 
 NORMALIZE = ("fixed", "image")
-STANDARDIZE_EPS = 1e-6  # augment_cpu.ImageStandardize's default
 
 
 class OneOf(GpuOp):
@@ -207,9 +207,20 @@ class GpuAugment:
         self.ops = ops
         self.image_size = int(image_size)
         self.steps = plan_steps(ops, self.image_size, fuse)
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.normalize = normalize
         self.mean = None if mean is None else tuple(float(v) for v in mean)
         self.std = None if std is None else tuple(float(v) for v in std)
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed normalisation's mean and std as [1, C, 1, 1] on `device`, made once per device: on
+        CUDA, building them per batch would be two copies to the device that wait on its stream."""
+        if device not in self._constants:
+            self._constants[device] = tuple(
+                torch.tensor(v, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
+                for v in (self.mean, self.std)
+            )
+        return self._constants[device]
 
     def __call__(
         self,
@@ -235,8 +246,7 @@ class GpuAugment:
             x, m = step(x, m, generator)
         if self.normalize == "image":
             return standardize(x), m
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        mean, std = self._mean_std(x.device)
         return (x / MAX_VALUE - mean) / std, m
 
 

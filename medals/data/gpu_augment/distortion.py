@@ -131,12 +131,11 @@ def coarse_fields(
     dist: str,
     g: torch.Generator,
     device,
-    factor: int | None = None,
 ) -> torch.Tensor:
     """Smoothed noise fields (float32, before alpha) on their grid: [n, c, ceil(h / f), ceil(w / f)] for
-    the grid factor f (default coarse_factor; 1 is the full-resolution construction: noise at every
-    pixel, smoothed by the Gaussian of sigma). Read at image coordinates with `field_points`."""
-    factor = coarse_factor(sigma, h, w) if factor is None else int(factor)
+    the grid factor f = coarse_factor (1 is the full-resolution construction: noise at every pixel,
+    smoothed by the Gaussian of sigma). Read at image coordinates with `field_points`."""
+    factor = coarse_factor(sigma, h, w)
     hc, wc = -(-h // factor), -(-w // factor)
     shape = (n, c, hc, wc)
     if dist == "gaussian":

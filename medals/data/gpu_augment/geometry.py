@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from medals.data.gpu_augment.sampling import randint, uniform
-from medals.data.gpu_augment.warp import Stage, Warp, border_kind, interp_mode, resample
+from medals.data.gpu_augment.warp import Warp, border_kind, interp_mode
 
 
 def affine_matrices(
@@ -43,27 +41,6 @@ def affine_matrices(
     tr = eye.clone()
     tr[:, 0, 2], tr[:, 1, 2] = tx.double(), ty.double()
     return back @ tr @ sh @ rot @ sc @ to_origin
-
-
-class _Matrix(Warp):
-    """Fixed forward matrices [n, 3, 3] as a warp (warp_affine)."""
-
-    def __init__(self, matrix: torch.Tensor, mode: str, border: str, fill: Any):
-        super().__init__(1.0)
-        self.inverse = torch.linalg.inv(matrix.double())
-        self.mode, self.border, self.fill = mode, border, fill
-
-    def inverse_matrix(self, params, h, w, device):
-        return self.inverse.to(device)
-
-
-def warp_affine(
-    t: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", border: str = "constant", fill: Any = 0.0
-) -> torch.Tensor:
-    """cv2.warpAffine(t, matrix[:2]) per sample (forward pixel matrices [n, 3, 3]), same output size."""
-    _, _, h, w = t.shape
-    out, _ = resample(t, None, [Stage(h, w, [(_Matrix(matrix, mode, border, fill), None, None)])], (h, w))
-    return out
 
 
 class Affine(Warp):

@@ -124,12 +124,6 @@ class Warp(GpuOp):
         a = a.to(COORD)[:, :2, :, None, None]
         return a[:, 0, 0] * x + a[:, 0, 1] * y + a[:, 0, 2], a[:, 1, 0] * x + a[:, 1, 1] * y + a[:, 1, 2]
 
-    def maps(self, n: int, h: int, w: int, g: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cv2.remap-style source maps at every output pixel, for n fresh draws."""
-        oh, ow = self.out_size(h, w)
-        x, y = pixel_grid(n, oh, ow, device)
-        return self.points(self.draw(n, h, w, g, device), x, y, h, w)
-
     def entries(self, n: int, h: int, w: int, g: torch.Generator, device) -> list[tuple]:
         """(op, sample indices or None for all, params) for a batch of n, drawn as `__call__` would."""
         chosen = rand(n, g, device) < self.p
@@ -280,11 +274,7 @@ def _apply_matrices(
     a = mats[:, :2].to(COORD)
     if points is None:
         oh, ow = out_size
-        ys, xs = torch.meshgrid(
-            torch.arange(oh, dtype=COORD, device=a.device),
-            torch.arange(ow, dtype=COORD, device=a.device),
-            indexing="ij",
-        )
+        xs, ys = (grid[0] for grid in pixel_grid(1, oh, ow, a.device))
         base = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, oh * ow, 3)
         return torch.matmul(base, a.transpose(1, 2)).reshape(n, oh, ow, 2)
     flat = points.reshape(n, -1, 2)
@@ -360,12 +350,9 @@ def resample(
     # pixel coordinates of the source -> grid_sample's [-1, 1] (align_corners=False), folded into the
     # last matrix when the run ends in affine maps
     to_grid = fixed_matrix([(2 / w, 0.0, 1 / w - 1), (0.0, 2 / h, 1 / h - 1)], x.device)
-    if pending is not None:
-        grid = _apply_matrices(points, to_grid @ pending, out_size)
-    elif points is not None:
-        grid = _apply_matrices(points, to_grid.expand(n, 3, 3), out_size)
-    else:
-        grid = _apply_matrices(None, to_grid.expand(n, 3, 3), out_size)
+    grid = _apply_matrices(
+        points, to_grid @ pending if pending is not None else to_grid.expand(n, 3, 3), out_size
+    )
     ops = [op for stage in stages for op in stage.ops()]
     mode = "bilinear" if any(op.mode == "bilinear" for op in ops) else "nearest"
     padding = padding or "border"
