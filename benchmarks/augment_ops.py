@@ -24,16 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import FULL, QUICK, augment_list, looped, make_images, make_recipe  # noqa: E402
+from throughput import FULL, QUICK, augment_list, looped, make_images, make_recipe, sync  # noqa: E402
 
 
 def say(name: str, rate: float) -> None:
     print(f"{name:48s} {rate:10.1f} images/s", flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def best_seconds(fn, device: torch.device, repeat: int) -> float:

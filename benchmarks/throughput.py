@@ -320,10 +320,6 @@ def runtime_fields(runtime) -> dict[str, Any]:
     }
 
 
-def predict_precision(runtime) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[runtime.amp_dtype]
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -348,8 +344,7 @@ class Trainer:
         self.forward = torch.compile(self.model) if runtime.compile else self.model
 
     def step(self, batch: dict) -> None:
-        dtype = self.runtime.amp_dtype
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+        with self.runtime.autocast(self.device):
             logits = self.forward(batch["image"], batch.get("meta"))
             loss = self.loss_fn(logits, batch)
         self.scaler.scale(loss).backward()
@@ -415,13 +410,9 @@ def repeat(batch: dict) -> Iterator[dict]:
 def loader_batches(loader, prepare: Callable, generator, device: torch.device, ahead: bool) -> Iterator[dict]:
     """Batches on the device. ahead: prepared the way medals' training loop prepares them (on CUDA, a side
     stream in a background thread, medals.data.prefetch); else inline, as the seeds' loops did."""
-    if ahead:
-        from medals.data.prefetch import prefetched
+    from medals.data.prefetch import prefetched
 
-        yield from prefetched(loader, prepare, generator, device)
-        return
-    for batch in loader:
-        yield prepare(batch, generator)
+    return prefetched(loader, prepare, generator, device, background=None if ahead else False)
 
 
 # ---- one workload ----------------------------------------------------------------------------------
@@ -528,7 +519,7 @@ def measure_tta(w: Workload, recipe, rt, workers: int, model, eval_rows: pd.Data
             w.task,
             tta=8,
             device=device,
-            precision=predict_precision(rt),
+            precision=recipe.train.precision,  # resolved on the device as rt's was
             channels_last=rt.channels_last,
             prepare=lambda batch: prepare(batch, None),
         )

@@ -203,7 +203,8 @@ def _transform_of(dataset: Any) -> Any:
     return None
 
 
-def _reseed(dataset: Any, seed: int) -> None:
+def reseed_transform(dataset: Any, seed: int) -> None:
+    """Seed the dataset's albumentations transform, looking through Subset-like wrappers."""
     # Albumentations 2 keeps its own RNG inside Compose and ignores the global seeds.
     transform = _transform_of(dataset)
     if hasattr(transform, "set_random_seed"):
@@ -224,7 +225,7 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
     info = torch.utils.data.get_worker_info()
     if info is not None:
-        _reseed(info.dataset, seed)
+        reseed_transform(info.dataset, seed)
 
 
 def make_loader(
@@ -244,7 +245,7 @@ def make_loader(
     generator = torch.Generator()
     generator.manual_seed(seed)
     if num_workers == 0:
-        _reseed(dataset, seed)
+        reseed_transform(dataset, seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, Subset
 
+from medals.data.dataset import reseed_transform
 from medals.errors import MedalsError
 from medals.train import distributed
 from medals.train.checkpoint import unwrap
@@ -94,7 +95,7 @@ def shard_batches(loader: DataLoader, rank: int | None = None, world: int | None
     if rank:
         seed = loader.generator.initial_seed() if loader.generator is not None else 0
         if loader.num_workers == 0:
-            _reseed_transform(loader.dataset, _rank_seed(seed, rank))
+            reseed_transform(loader.dataset, _rank_seed(seed, rank))
         else:
             init_fn = functools.partial(_rank_worker_init, inner=init_fn, rank=rank)
     return _rebuild(
@@ -107,16 +108,6 @@ def shard_batches(loader: DataLoader, rank: int | None = None, world: int | None
 
 def _rank_seed(seed: int, rank: int) -> int:
     return (seed + rank * _RANK_SEED_STRIDE) % 2**31
-
-
-def _reseed_transform(dataset: Any, seed: int) -> None:
-    while dataset is not None:
-        transform = getattr(dataset, "transform", None)
-        if transform is not None:
-            if hasattr(transform, "set_random_seed"):
-                transform.set_random_seed(seed)
-            return
-        dataset = getattr(dataset, "dataset", None)
 
 
 def _rank_worker_init(worker_id: int, inner: Callable[[int], None] | None, rank: int) -> None:

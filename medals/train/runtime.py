@@ -57,15 +57,13 @@ def _say_once(message: str) -> None:
 
 def resolve_data_path(recipe, device: torch.device) -> str:
     choice = recipe.train.data_path
-    if choice == "cpu":
+    if choice == "cpu" or (choice == "auto" and device.type != "cuda"):
         return "cpu"
-    gap = gpu_augment_gap(recipe)
+    gap = gpu_augment_gap(recipe)  # builds the device pipeline: only where it may be used
     if choice == "gpu":
         if gap is not None:
             raise MedalsError(f"train.data_path is 'gpu' but {gap}: set train.data_path to 'cpu' or 'auto'")
         return "gpu"
-    if device.type != "cuda":
-        return "cpu"
     if gap is not None:
         _say_once(f"data path: cpu ({gap})")
         return "cpu"
