@@ -171,7 +171,11 @@ def check_step(step: Step, where: str = "policy") -> Step:
 
 def op_spec(op: str, p: float = 1.0, magnitude: float = 0.5) -> dict[str, Any]:
     """The train.augment entry (albumentations class name and arguments) of one step."""
-    step = check_step(Step(op, p, magnitude))
+    return _step_spec(check_step(Step(op, p, magnitude)))
+
+
+def _step_spec(step: Step) -> dict[str, Any]:
+    """op_spec of a step check_step has already returned."""
     entry = OPS[step.op]
     return {"name": entry.transform, **entry.args(step.magnitude), "p": step.p}
 
@@ -213,7 +217,7 @@ def policy_to_spec(policy: Iterable[SubPolicy]) -> list[dict[str, Any]]:
         steps = [check_step(step, f"sub-policy {i}") for step in sub]
         if len(steps) != 2:
             raise MedalsError(f"sub-policy {i} has {len(steps)} steps, expected 2")
-        ops = [op_spec(*step) for step in steps]
+        ops = [_step_spec(step) for step in steps]
         children.append({"name": "Sequential", "p": 1.0, "transforms": ops})
     if not children:
         return []

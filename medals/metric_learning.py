@@ -23,7 +23,7 @@ from medals.train.checkpoint import unwrap
 THRESHOLD = 0.65
 
 
-def _identity_target(batch: dict, device: torch.device) -> torch.Tensor:
+def _identity_target(batch: dict, device: torch.device, n_classes: int | None) -> torch.Tensor:
     target = batch.get("target")
     if target is None:
         raise MedalsError("metric learning needs an integer 'target' (the identity class) in every batch")
@@ -33,6 +33,9 @@ def _identity_target(batch: dict, device: torch.device) -> torch.Tensor:
             f"metric learning needs one integer identity per image, got target {tuple(target.shape)} "
             f"of {target.dtype} (multi-label targets are not identities)"
         )
+    # Checked before the copy to `device`: on a loader's CPU targets this waits on no device.
+    if n_classes is not None and (target.min() < 0 or target.max() >= n_classes):
+        raise MedalsError(f"identity targets must lie in 0..{n_classes - 1}")
     return target.to(device)
 
 
@@ -61,21 +64,23 @@ def train_arcface(
     history: list[float] = []
     for _ in range(epochs):
         model.train()
-        total, count = 0.0, 0
+        losses, sizes = [], []  # the step losses stay on the device until the epoch ends
         for batch in loader:
             image = batch["image"].to(device, non_blocking=True)
-            target = _identity_target(batch, device)
-            if n_classes is not None and (target.min() < 0 or target.max() >= n_classes):
-                raise MedalsError(f"identity targets must lie in 0..{n_classes - 1}")
+            target = _identity_target(batch, device, n_classes)
             logits = model(image, target)
             loss = F.cross_entropy(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(target)
-            count += len(target)
+            losses.append(loss.detach())
+            sizes.append(len(target))
+        count = sum(sizes)
         if count == 0:
             raise MedalsError("the metric-learning loader yielded no images")
+        total = 0.0
+        for value, size in zip(torch.stack(losses).cpu().tolist(), sizes, strict=True):
+            total += value * size
         history.append(total / count)
     return history
 

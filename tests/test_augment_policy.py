@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import albumentations as A
 import cv2
@@ -120,6 +121,12 @@ def test_search_keeps_the_top_candidates_sorted():
     # Same seed, same candidates; NaN scores rank last.
     again = search_policies(lambda p: float("nan"), n_candidates=12, n_subpolicies=3, keep=12, seed=5)
     assert [policy for _, policy in again] == [policy for _, policy in seen]
+    # Mixed: every finite score ranks above every NaN; the NaNs keep candidate order.
+    scores = iter([float("nan"), 0.3, float("nan"), 0.7, 0.1, float("nan")])
+    mixed = search_policies(lambda p: next(scores), n_candidates=6, n_subpolicies=3, keep=6, seed=5)
+    assert [score for score, _ in mixed[:3]] == [0.7, 0.3, 0.1]
+    assert all(math.isnan(score) for score, _ in mixed[3:])
+    assert [policy for _, policy in mixed] == [seen[i][1] for i in (3, 1, 4, 0, 2, 5)]
 
 
 def test_policies_file_round_trip_keeps_the_best(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from medals.competitions.hpa import CHANNELS, hpa_frames
 from medals.config import recipe_from_dict
+from medals.data import stats
 from medals.data.augment_cpu import build_transform
 from medals.data.io import image_size, read_image, split_paths
 from medals.data.stats import channel_stats
@@ -183,7 +184,7 @@ def test_recipe_dataset_uses_normalize(hpa_root):
     np.testing.assert_allclose(image.std(axis=(1, 2)), 1, atol=1e-3)
 
 
-def test_channel_stats_matches_numpy(hpa_root):
+def test_channel_stats_matches_numpy(hpa_root, monkeypatch):
     table = build_table(_recipe(hpa_root))
     paths = table["path"].tolist()
     mean, std = channel_stats(paths)
@@ -191,7 +192,12 @@ def test_channel_stats_matches_numpy(hpa_root):
     np.testing.assert_allclose(mean, stack.mean(axis=(0, 1, 2)), atol=1e-9)
     np.testing.assert_allclose(std, stack.std(axis=(0, 1, 2)), atol=1e-9)
     assert len(mean) == 4
-    sub_mean, _ = channel_stats(paths, sample=3)
-    assert len(sub_mean) == 4
+    read = []
+    monkeypatch.setattr(stats, "read_image", lambda path: read.append(path) or read_image(path))
+    sub_mean, sub_std = channel_stats(paths, sample=3)
+    monkeypatch.undo()
+    assert len(paths) > 3 and len(set(read)) == len(read) == 3 and set(read) <= set(paths)
+    assert (sub_mean, sub_std) == channel_stats(read)
+    assert (sub_mean, sub_std) == channel_stats(paths, sample=3)  # the same seed, the same sample
     with pytest.raises(MedalsError):
         channel_stats([])

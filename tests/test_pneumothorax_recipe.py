@@ -196,7 +196,6 @@ def seed_lr_table(epochs: int, cosine_epochs: int, eta_min: float, base: float =
                     last_epoch = 0
                 lr = eta_min + (base - eta_min) * (1 + math.cos(math.pi * last_epoch / t_max)) / 2
                 # warm_restart(scheduler, T_mult=2) never fires: last_epoch is never T_max here
-                assert last_epoch != t_max
         elif epoch < cosine_epochs + 2:
             lr = 1e-5
         else:

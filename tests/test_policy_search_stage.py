@@ -100,7 +100,8 @@ def test_train_digest_sees_the_run_dir_file_appear(cells, tmp_path):
     missing = stage_digest(recipe, "train")
     write_policies(tmp_path / "run" / "policies.json", [(0.5, random_policy(0, 2))])
     assert stage_digest(recipe, "train") != missing
-    # Candidates: overrides applied, no SWA, the search's epochs, no PolicyFile left to read.
+    # Candidates: overrides applied, no SWA, the search's epochs, no search of their own (their
+    # train.augment is replaced by default_score_fn, so they never read the PolicyFile).
     candidate = candidate_recipe(recipe)
     assert candidate.train.batch_size == 4 and candidate.train.swa is None and candidate.train.epochs == 1
     assert candidate.policy_search is None
@@ -108,10 +109,12 @@ def test_train_digest_sees_the_run_dir_file_appear(cells, tmp_path):
 
 def test_a_nan_score_round_trips_through_the_policies_file(tmp_path):
     path = write_policies(
-        tmp_path / "p.json", [(0.5, random_policy(0, 2)), (float("nan"), random_policy(1, 2))]
+        tmp_path / "p.json", [(float("nan"), random_policy(1, 2)), (0.5, random_policy(0, 2))]
     )
-    scores = [score for score, _ in read_policies(path)]
+    back = read_policies(path)
+    scores = [score for score, _ in back]
     assert scores[0] == 0.5 and scores[1] != scores[1]  # NaN (stored as null) ranks last
+    assert [policy for _, policy in back] == [random_policy(0, 2), random_policy(1, 2)]
 
 
 def test_recipe_without_policy_search_runs_and_search_is_a_no_op(cells, tmp_path, capsys):

@@ -75,7 +75,8 @@ def _apply_corrections(train: pd.DataFrame, path: Path) -> pd.DataFrame:
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
         raise MedalsError(f"hpa: label corrections {path} list ids more than once: {dup[:SHOWN]}")
-    unknown = [i for i in ids if i not in set(train["Id"])]
+    known = set(train["Id"])
+    unknown = [i for i in ids if i not in known]
     if unknown:
         raise MedalsError(
             f"hpa: label corrections {path} name {len(unknown)} ids that are not training or external "

@@ -127,8 +127,6 @@ def _trained_model(recipe: Recipe, layout: RunLayout, train: pd.DataFrame, diges
             say(f"neighbours: reusing the ArcFace weights in {path}")
             return model.to(device)
         batch = _batch_size(recipe)
-        if len(rows) < 2:
-            raise MedalsError("neighbours: fewer than 2 training rows carry an identity")
         # BatchNorm cannot train on a batch of one image: drop such a last batch.
         loader = make_loader(
             _dataset(recipe, rows, train=True, with_target=True),
