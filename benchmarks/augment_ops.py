@@ -158,7 +158,9 @@ def main() -> None:
             from medals.data.io import read_image
 
             images = [torch.from_numpy(read_image(p)).permute(2, 0, 1) for p in paths[: w.batch]]
-            x = torch.stack([im.expand(3, -1, -1) for im in images]).to(device).float()
+            x = torch.stack([im.expand(3, -1, -1) for im in images]).to(
+                device
+            )  # uint8, as nvjpeg hands them over
             m = (x[:, :1] > 128).to(torch.uint8) if w.task == "segmentation" else None
             print(f"\n== {w.augment} list, batch {w.batch} at {w.source} px -> {w.size}", flush=True)
             table = op_table(augment_list(w.augment), x, m, w.size, device, args.repeat)
