@@ -149,7 +149,7 @@ def run_stages(
             continue
         digest = stage_digest(recipe, stage)
         clear = stage == "train" and (state == "stale" or stage in force)
-        run_on_main(partial(_begin, recipe, layout, stage, state, digest, clear))
+        run_on_main(partial(_begin, recipe, layout, stage, state, digest, clear, device))
         _run_stage(recipe, layout, stage, device)
         if state != "done":
             run_on_main(partial(_mark, layout, stage, digest, True))
@@ -163,10 +163,14 @@ def _write_config(recipe: Recipe, layout: RunLayout) -> None:
         write_text(layout.config, resolved)
 
 
-def _begin(recipe: Recipe, layout: RunLayout, stage: str, state: str, digest: str, clear: bool) -> None:
-    from medals.stages.train import clear_train
+def _begin(
+    recipe: Recipe, layout: RunLayout, stage: str, state: str, digest: str, clear: bool, device
+) -> None:
+    from medals.stages.train import check_train, clear_train
 
     if clear:
+        # Nothing is lost to a recipe that cannot train: its error comes before the old folds go.
+        check_train(with_dataset_stats(recipe, layout), layout, device)
         clear_train(recipe, layout)
     if state != "done":
         _mark(layout, stage, digest, False)

@@ -92,7 +92,7 @@ def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys):
     assert final["test.parquet"] != after["test.parquet"]
 
 
-def test_training_change_retrains(melanoma, tmp_path):
+def test_training_change_retrains(melanoma, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(melanoma, run_dir, "train.folds=[0]", verb="prepare")
     run(melanoma, run_dir, verb="split")
@@ -103,6 +103,17 @@ def test_training_change_retrains(melanoma, tmp_path):
     run(melanoma, run_dir, "train.folds=[1]", verb="train")
     assert (run_dir / "fold0/final.pt").stat().st_mtime_ns == first
     assert (run_dir / "fold1/final.pt").exists()
+    # A recipe that cannot train stops with its sentence before the folds it would replace are cleared,
+    # so going back to the old recipe trains nothing again.
+    trained = mtimes(run_dir)
+    for bad in ("train.augment=[{name: NoSuchOp}]", "model.backbone=no_such_net"):
+        assert main(["train", str(melanoma), f"run_dir={run_dir}", *TINY, bad]) == 2
+        assert mtimes(run_dir).keys() >= {k for k in trained if k.startswith("fold")}
+    assert "unknown albumentations op 'NoSuchOp'" in capsys.readouterr().err
+    run(melanoma, run_dir, verb="train")
+    assert {k: v for k, v in mtimes(run_dir).items() if k.startswith("fold")} == {
+        k: v for k, v in trained.items() if k.startswith("fold")
+    }
     # A different learning rate makes the old folds stale.
     run(melanoma, run_dir, "train.lr=0.001", "train.folds=[0]", verb="train")
     assert (run_dir / "fold0/final.pt").stat().st_mtime_ns != first

@@ -33,6 +33,21 @@ def run_train(recipe: Recipe, layout: RunLayout, device) -> None:
             say(f"train: fold {fold} done: {shown}")
 
 
+def check_train(recipe: Recipe, layout: RunLayout, device) -> None:
+    """The first fold's training setup built and dropped (loop.check_training_setup)."""
+    from medals.train.loop import check_training_setup
+
+    labels = read_labels(layout)
+    check_training_setup(
+        recipe,
+        train_rows_with_folds(layout),
+        fold_ids(recipe)[0],
+        device,
+        num_classes=labels["num_classes"],
+        positive=positive_index(recipe, labels["classes"]),
+    )
+
+
 def clear_train(recipe: Recipe, layout: RunLayout) -> None:
     """Remove fold folders trained under another config, so none of them is trusted."""
     for fold in range(recipe.split.n_folds):

@@ -167,6 +167,25 @@ def augment_files_digest(recipe: Recipe) -> str:
     return referenced_files_digest(recipe_augment(recipe))
 
 
+def check_training_setup(
+    recipe: Recipe,
+    table: pd.DataFrame,
+    fold: int,
+    device,
+    *,
+    num_classes: int | None = None,
+    positive: int | None = None,
+) -> None:
+    """Build what train_fold builds before its first step (model, runtime and data path, datasets and
+    their transforms, loaders, optimizer, schedule, loss) for one fold, and drop it: a recipe that cannot
+    train stops here with its sentence, before a stale train stage clears the folds it would replace."""
+    _check_rules(recipe)
+    train_rows, val_rows = _split(table, fold)
+    device = distributed.device_for_rank(device)
+    # fold_dir and config_hash only matter once training writes; nothing is written here.
+    _build(recipe, train_rows, val_rows, fold, Path(os.devnull), device, num_classes, positive, "")
+
+
 def _check_hash(payload: dict, config_hash: str, path: Path) -> None:
     if payload.get("config_hash") != config_hash:
         raise MedalsError(
