@@ -46,7 +46,7 @@ def best_seconds(fn, device: torch.device, repeat: int) -> float:
 def op_table(
     spec: list[dict], x: torch.Tensor, m: torch.Tensor | None, size: int, device, repeat: int
 ) -> dict:
-    from medals.data.gpu_augment import build_gpu_transform
+    from medals.augment.gpu import build_gpu_transform
 
     out = {}
     channels = x.shape[1]
@@ -72,8 +72,8 @@ def op_table(
                 seconds = best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
                 out[f"{i:02d}   {child['name']}"] = x.shape[0] / seconds
                 say(f"{i:02d}   {child['name']}", out[f"{i:02d}   {child['name']}"])
-    from medals.data.gpu_augment import GpuAugment
-    from medals.data.gpu_augment.warp import FusedWarps, Resize
+    from medals.augment.gpu import GpuAugment
+    from medals.augment.gpu.warp import FusedWarps, Resize
 
     for step in build_gpu_transform(spec, size, mean, std).steps:
         if not isinstance(step, FusedWarps):
@@ -109,14 +109,15 @@ def decode_rate(paths: list[str], device, repeat: int) -> float:
 
 def loader_rate(w, table, workers: int, device, batches: int) -> float:
     from medals.data.prefetch import prefetched
-    from medals.train.loop import _loader, batch_source
-    from medals.train.runtime import resolve_runtime
+    from medals.infer.batches import batch_source
+    from medals.runtime.settings import resolve_runtime
+    from medals.train.setup import fold_loader
 
     recipe = make_recipe(w, augment_list(w.augment), workers, data_path="gpu")
     runtime = resolve_runtime(recipe, device)
     rows = looped(table, (max(workers, 1) + batches + 2) * w.batch)
     dataset, prepare = batch_source(recipe, runtime, rows, w.num_classes, True, device)
-    loader = _loader(recipe, dataset, shuffle=True, seed=0)
+    loader = fold_loader(recipe, dataset, shuffle=True, seed=0)
     generator = torch.Generator(device=device).manual_seed(0)
     seen, start = 0, None
     # prepared as the training loop prepares them: on CUDA ahead, on a side stream in a background thread

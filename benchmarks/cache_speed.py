@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medals.data.augment_cpu import build_transform
+from medals.augment.cpu import build_transform
 from medals.data.cache import build_cache
 from medals.data.dataset import ImageDataset
 

@@ -18,8 +18,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medals.config import Recipe  # noqa: E402
+from medals.runtime.settings import resolve_runtime
 from medals.train.loop import train_fold  # noqa: E402
-from medals.train.runtime import resolve_runtime  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ For each workload (a model, its image sizes and its recipe's augmentation list) 
   list at the file's size (albumentations' own ops, as built by plain_albumentations), resize and
   normalise; the model trains in fp16 autocast with a GradScaler, NCHW, eager (train.precision fp16,
   channels_last false, compile false, data_path cpu).
-- medals e2e: medals' per-device defaults (medals.train.runtime.resolve_runtime): on CUDA bf16,
+- medals e2e: medals' per-device defaults (medals.runtime.settings.resolve_runtime): on CUDA bf16,
   channels_last and the GPU data path when every op of the list has a GPU version (else
   the CPU path: the table says which path each row used).
 - medals e2e (cache): the same from the prepare stage's uint8 cache (npy files at the training size).
@@ -169,8 +169,8 @@ def augment_list(which: str) -> list[dict]:
 
 def _draw(kind: str, index: int, side: int, path: str) -> str:
     """Write one generated JPEG; returns its mask as an RLE string (chest) or ""."""
+    from medals.data.rle import encode
     from medals.demo.generate import LESIONS, chest_case, skin_image
-    from medals.rle import encode
 
     if kind == "skin":
         rng = np.random.default_rng([7, index])
@@ -329,8 +329,8 @@ class Trainer:
     """One model with its optimizer, scaler, loss and (compiled) forward; step() is loop.py's step."""
 
     def __init__(self, recipe, runtime, num_classes: int, device: torch.device):
-        from medals.losses import build_loss
         from medals.models.factory import create_model
+        from medals.train.losses import build_loss
         from medals.train.optim import build_optimizer
 
         self.device = device
@@ -419,8 +419,9 @@ def loader_batches(loader, prepare: Callable, generator, device: torch.device, a
 
 
 def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dict[str, Any]:
-    from medals.train.loop import _loader, batch_source
-    from medals.train.runtime import resolve_runtime
+    from medals.infer.batches import batch_source
+    from medals.runtime.settings import resolve_runtime
+    from medals.train.setup import fold_loader
 
     say(f"\n== {w.name}: {w.arch} {w.backbone}, {w.task}, {w.source} px JPEG -> {w.size}, batch {w.batch}")
     augment = augment_list(w.augment)
@@ -471,7 +472,7 @@ def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dic
         dataset, prepare = batch_source(recipe, rt, looped(table, rows_needed), w.num_classes, True, device)
         if who == "seed":
             dataset.transform = seed_transform(augment, w.size)
-        loader = _loader(recipe, dataset, shuffle=True, seed=0)
+        loader = fold_loader(recipe, dataset, shuffle=True, seed=0)
         generator = torch.Generator(device=device)
         generator.manual_seed(0)
         label = f"{w.name} {ROW_LABELS[key]}"
@@ -500,8 +501,9 @@ def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dic
 
 def measure_tta(w: Workload, recipe, rt, workers: int, model, eval_rows: pd.DataFrame, device) -> dict:
     """Images/s of medals.infer.predict.predict_with_cls with tta=8 over eval_rows (after a warm-up batch)."""
+    from medals.infer.batches import batch_source
     from medals.infer.predict import predict_with_cls
-    from medals.train.loop import _loader, batch_source
+    from medals.train.setup import fold_loader
 
     dataset, prepare = batch_source(recipe, rt, eval_rows, w.num_classes, False, device)
 
@@ -510,7 +512,7 @@ def measure_tta(w: Workload, recipe, rt, workers: int, model, eval_rows: pd.Data
         # A Subset hides the dataset's collate_fn from _loader: pass it on.
         if data is not dataset and hasattr(dataset, "collate_fn"):
             data.collate_fn = dataset.collate_fn
-        loader = _loader(recipe, data, shuffle=False, seed=0)
+        loader = fold_loader(recipe, data, shuffle=False, seed=0)
         sync(device)
         started = time.perf_counter()
         predict_with_cls(

@@ -2,7 +2,7 @@
 
 Under torchrun (`torchrun --nproc_per_node N -m medals train RECIPE ...`) every process runs the same
 command: they join one process group, train, evaluate and predict share their work, everything else runs
-on rank 0 (see medals.pipeline), and only rank 0 prints to stdout.
+on rank 0 (see medals.stages.pipeline), and only rank 0 prints to stdout.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     from medals.config import load_recipe
-    from medals.pipeline import run_stages
+    from medals.runtime import distributed
     from medals.stages.common import resolve_device
-    from medals.train import distributed
+    from medals.stages.pipeline import run_stages
 
     args = build_parser().parse_args(argv)
     if distributed.init_from_env() and not distributed.is_main():
@@ -122,9 +122,10 @@ def _main(argv: list[str] | None) -> int:
 
 def _many(args: argparse.Namespace, overrides: list[str]) -> int:
     """`run` and `plan` over a recipe, a folder of recipes or an ensemble file."""
-    from medals.pipeline import STAGES, run_stages
-    from medals.plan import describe, format_table, load_recipes, make_plan
+    from medals.config import load_recipes, make_plan
     from medals.stages.common import resolve_device, say
+    from medals.stages.pipeline import STAGES, run_stages
+    from medals.stages.plan import describe, format_table
 
     plan = make_plan(args.recipe)
     every = load_recipes(plan, overrides, plan.all_recipes)
@@ -143,7 +144,7 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
             say(f"\n== {recipe.name} ==")
         run_stages(recipe, STAGES, device, force=args.force)
     if plan.ensemble:
-        from medals.train.distributed import run_on_main
+        from medals.runtime.distributed import run_on_main
 
         ensemble = plan.ensemble
         run_on_main(
@@ -153,7 +154,7 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _run_plan_ensemble(plan, overrides: list[str], method: str, weights, out: Path) -> None:
-    from medals.plan import load_recipes
+    from medals.config import load_recipes
     from medals.stages.ensemble import run_ensemble
 
     members = load_recipes(plan, overrides)
@@ -164,7 +165,7 @@ def _run_plan_ensemble(plan, overrides: list[str], method: str, weights, out: Pa
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from medals.plan import Plan, load_ensemble
+    from medals.config import Plan, load_ensemble
 
     files = [Path(text) for text in args.recipes if "=" not in text]
     overrides = [text for text in args.recipes if "=" in text]
@@ -182,7 +183,7 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 
 def _is_ensemble(path: Path) -> bool:
-    from medals.plan import is_ensemble_file
+    from medals.config import is_ensemble_file
 
     return is_ensemble_file(path)
 
@@ -206,7 +207,7 @@ def _one_sentence(exc: MedalsError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medals.train.distributed import shutdown
+    from medals.runtime.distributed import shutdown
 
     try:
         code = _main(argv)

@@ -11,8 +11,8 @@ from torch.utils.data import Dataset
 
 from medals.data.dataset import make_loader
 from medals.errors import MedalsError
-from medals.metric_learning import embed, nearest_neighbours, replace_by_neighbour, train_arcface
 from medals.models.arcface import ArcFaceModel, ArcMarginProduct, EmbeddingNet
+from medals.train.metric_learning import embed, nearest_neighbours, replace_by_neighbour, train_arcface
 
 # Every test here runs on one torch thread (see conftest).
 pytestmark = pytest.mark.usefixtures("one_thread")

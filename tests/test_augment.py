@@ -4,7 +4,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from medals.data.augment_cpu import IMAGENET_MEAN, IMAGENET_STD, build_ops, build_transform
+from medals.augment.cpu import IMAGENET_MEAN, IMAGENET_STD, build_ops, build_transform
 from medals.errors import MedalsError
 
 

@@ -1,4 +1,4 @@
-"""medals.data.gpu_augment against albumentations 2.0.8 / cv2 on CPU tensors."""
+"""medals.augment.gpu against albumentations 2.0.8 / cv2 on CPU tensors."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import yaml
 from albumentations.augmentations.geometric import functional as fgeometric
 from albumentations.augmentations.pixel import functional as fpixel
 
-from medals.data.augment_cpu import ImageStandardize
-from medals.data.gpu_augment import build_gpu_transform
-from medals.data.gpu_augment.blur import (
+from medals.augment.cpu import ImageStandardize
+from medals.augment.gpu import build_gpu_transform
+from medals.augment.gpu.blur import (
     filter_per_sample,
     gaussian_kernel_1d,
     median_blur,
     motion_kernel,
     sample_odd,
 )
-from medals.data.gpu_augment.color import brightness_contrast, shift_hsv
-from medals.data.gpu_augment.distortion import GridDistortion, coarse_factor, coarse_fields, field_points
-from medals.data.gpu_augment.geometry import affine_matrices
-from medals.data.gpu_augment.warp import pixel_grid
+from medals.augment.gpu.color import brightness_contrast, shift_hsv
+from medals.augment.gpu.distortion import GridDistortion, coarse_factor, coarse_fields, field_points
+from medals.augment.gpu.geometry import affine_matrices
+from medals.augment.gpu.warp import pixel_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"

@@ -9,24 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medals.augment_policy import (
+from medals.augment.cpu import build_ops, build_transform
+from medals.augment.policy import (
     HPA3_OPS,
     OPS,
     PROBABILITIES,
     Step,
     SubPolicy,
-    default_score_fn,
     load_subpolicies,
     op_spec,
     policy_to_spec,
     random_policy,
     read_policies,
-    search_policies,
     write_policies,
 )
 from medals.config import Recipe
-from medals.data.augment_cpu import build_ops, build_transform
 from medals.errors import MedalsError
+from medals.stages.search import default_score_fn, search_policies
 
 
 def _smooth_image(size: int = 64, seed: int = 0) -> np.ndarray:

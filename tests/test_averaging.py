@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from medals.runtime.checkpoint import load_checkpoint, save_checkpoint
 from medals.train.averaging import average_checkpoints, recompute_batchnorm
-from medals.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 class Tiny(nn.Module):

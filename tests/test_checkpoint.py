@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medals.errors import MedalsError
-from medals.train.checkpoint import (
+from medals.runtime.checkpoint import (
     load_checkpoint,
     load_model_weights,
     restore_rng,

@@ -16,8 +16,8 @@ from medals.demo.generate import generate_chest
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.infer.predict import predict_with_cls
-from medals.losses import build_loss
 from medals.models.segmenter import Segmenter
+from medals.train.losses import build_loss
 
 
 def test_head_output_and_losses_on_each_output():

@@ -87,7 +87,7 @@ def test_runs_made_before_the_later_train_keys_keep_their_digests():
     import pandas as pd
 
     from medals.config import Recipe
-    from medals.pipeline import stage_digest
+    from medals.stages.pipeline import stage_digest
     from medals.train.loop import training_hash
 
     spec = {"name": "pin", "task": "multiclass", "data": {"root": "/data"}, "model": {"backbone": "resnet18"}}

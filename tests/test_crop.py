@@ -11,13 +11,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from medals.augment.cpu import build_crop_transform, build_ops, build_transform
+from medals.augment.crop import RandomSquareCropResize, SeededItems
 from medals.config import Recipe
-from medals.data.augment_cpu import build_crop_transform, build_ops, build_transform
-from medals.data.crop import RandomSquareCropResize, SeededItems
 from medals.data.dataset import recipe_dataset
 from medals.errors import MedalsError
 from medals.infer.predict import predict_with_cls
-from medals.stages.common import predict_rows
+from medals.infer.rows import predict_rows
 
 
 def _image(h: int = 40, w: int = 48, c: int = 3, seed: int = 0) -> np.ndarray:

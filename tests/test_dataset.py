@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from medals.data.augment_cpu import build_transform
+from medals.augment.cpu import build_transform
 from medals.data.dataset import ImageDataset, make_loader, meta_columns
+from medals.data.rle import encode
 from medals.errors import MedalsError
-from medals.rle import encode
 
 
 def _png(path, array: np.ndarray) -> str:

@@ -28,10 +28,11 @@ from medals.config import Recipe
 from medals.data.dataset import make_loader
 from medals.demo.generate import generate_melanoma
 from medals.errors import MedalsError
-from medals.pipeline import stage_digest
-from medals.train import distributed, parallel
-from medals.train.checkpoint import load_checkpoint
-from medals.train.loop import KILL_ENV, training_hash
+from medals.runtime import distributed, sharding
+from medals.runtime.checkpoint import load_checkpoint
+from medals.stages.pipeline import stage_digest
+from medals.train.loop import training_hash
+from medals.train.setup import KILL_ENV
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -229,7 +230,7 @@ def test_rank_batches_make_up_the_single_process_batches(n, batch, world, drop_l
         return make_loader(Rows(n), batch, shuffle=True, seed=11, drop_last=drop_last)
 
     single = [b["index"].tolist() for b in loader()]
-    shards = [parallel.shard_batches(loader(), rank, world) for rank in range(world)]
+    shards = [sharding.shard_batches(loader(), rank, world) for rank in range(world)]
     assert all(len(shard) == len(single) for shard in shards)
     per_rank = [[b["index"].tolist() for b in shard] for shard in shards]
     for k, expected in enumerate(single):
@@ -240,15 +241,15 @@ def test_rank_batches_make_up_the_single_process_batches(n, batch, world, drop_l
 
 def test_global_batch_must_split_evenly():
     with pytest.raises(MedalsError, match="train.batch_size 6 is not divisible by the world size 4"):
-        parallel.check_global_batch(6, 100, True, 4)
+        sharding.check_global_batch(6, 100, True, 4)
     with pytest.raises(MedalsError, match="the last training batch has 1 rows, fewer than the 2 ranks"):
-        parallel.check_global_batch(4, 9, False, 2)
-    parallel.check_global_batch(8, 100, True, 4)
+        sharding.check_global_batch(4, 9, False, 2)
+    sharding.check_global_batch(8, 100, True, 4)
 
 
 def test_rank_rows_are_contiguous_chunks_covering_every_row():
     base = make_loader(Rows(11), 4, shuffle=False)
-    chunks = [[int(i) for b in parallel.shard_rows(base, rank, 3) for i in b["index"]] for rank in range(3)]
+    chunks = [[int(i) for b in sharding.shard_rows(base, rank, 3) for i in b["index"]] for rank in range(3)]
     assert sum(chunks, []) == list(range(11))
     assert [len(chunk) for chunk in chunks] == [3, 4, 4]
 
@@ -262,7 +263,7 @@ def test_validation_parts_are_reassembled_in_row_order(monkeypatch):
         ([], [], [], 0.0, 0, {}),
     ]
     monkeypatch.setattr(distributed, "all_gather_objects", lambda obj: parts)
-    truth, prob, cls_prob, loss, seen, terms = parallel.gather_validation(*parts[0])
+    truth, prob, cls_prob, loss, seen, terms = sharding.gather_validation(*parts[0])
     assert truth.tolist() == [0, 1, 1, 0, 0] and prob.dtype == np.float32
     np.testing.assert_array_equal(prob, probs)
     assert cls_prob is None and loss == 7.0 and seen == 5
@@ -280,7 +281,7 @@ def test_prediction_rows_are_gathered_by_index(monkeypatch):
         mine.append((index, full[index] if rows else None, cls[index] if rows else None))
     monkeypatch.setattr(distributed, "active", lambda: True)
     monkeypatch.setattr(distributed, "all_gather_objects", lambda obj: mine)
-    out, cls_out, seen = parallel.gather_rows(None, None, np.zeros(total, dtype=bool))
+    out, cls_out, seen = sharding.gather_rows(None, None, np.zeros(total, dtype=bool))
     assert seen.all()
     np.testing.assert_array_equal(out, full)
     np.testing.assert_array_equal(cls_out, cls)
@@ -297,7 +298,7 @@ def test_single_process_helpers_are_identities(monkeypatch):
     assert distributed.device_for_rank("cuda:1") == torch.device("cuda:1")
     assert distributed.run_on_main(lambda: 42) == 42
     loader = make_loader(Rows(3), 2, shuffle=True)
-    assert parallel.shard_batches(loader) is loader and parallel.shard_rows(loader) is loader
+    assert sharding.shard_batches(loader) is loader and sharding.shard_rows(loader) is loader
 
 
 def test_more_processes_than_gpus_is_one_sentence(monkeypatch):
@@ -319,7 +320,7 @@ def test_sync_bn_needs_cuda_under_ddp(monkeypatch):
     monkeypatch.setattr(distributed, "active", lambda: True)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     with pytest.raises(MedalsError, match=r"train.sync_bn needs CUDA devices"):
-        parallel.wrap_model(model, _recipe(sync_bn=True), torch.device("cpu"))
+        sharding.wrap_model(model, _recipe(sync_bn=True), torch.device("cpu"))
 
 
 def test_sync_bn_is_part_of_the_training_digests():

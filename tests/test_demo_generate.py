@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from medals.config import load_recipe
+from medals.data.rle import decode, decode_many
 from medals.demo.generate import (
     CELL_CHANNELS,
     MELANOMA_CLASSES,
@@ -20,7 +21,6 @@ from medals.demo.generate import (
     generate_chest,
     generate_melanoma,
 )
-from medals.rle import decode, decode_many
 
 SIZE = 48
 

@@ -14,8 +14,8 @@ from medals.config import Recipe
 from medals.data.dataset import make_loader, recipe_dataset
 from medals.data.device_batches import EncodedDataset, collate_encoded, recipe_device_data
 from medals.errors import MedalsError
+from medals.runtime.settings import resolve_runtime
 from medals.train.loop import train_fold
-from medals.train.runtime import resolve_runtime
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -206,7 +206,7 @@ def test_a_fold_trains_on_the_gpu_data_path(files, tmp_path, task):
 
 
 def test_auto_picks_the_gpu_path_on_cuda_unless_an_op_lacks_one(capsys):
-    from medals.train.runtime import resolve_data_path
+    from medals.runtime.settings import resolve_data_path
 
     cuda = torch.device("cuda")  # only its type is read: no GPU is needed
     assert resolve_data_path(_recipe(augment=[{"name": "HorizontalFlip", "p": 0.5}]), cuda) == "gpu"

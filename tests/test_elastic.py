@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from medals.data.augment_cpu import build_ops
-from medals.data.elastic import CoarseElasticTransform, coarse_factor
+from medals.augment.cpu import build_ops
+from medals.augment.elastic import CoarseElasticTransform, coarse_factor
 
 
 def _maps(op, shape, seed):

@@ -165,7 +165,7 @@ def test_cells_multilabel_run(tmp_path_factory, tmp_path):
 
 
 def test_chest_segmentation_run(tmp_path_factory, tmp_path):
-    from medals.rle import decode
+    from medals.data.rle import decode
 
     recipe = competition(tmp_path_factory, "chest", 48, 10)
     run(recipe, tmp_path / "run", "submit.min_area=0", "submit.pixel_threshold=0.3")

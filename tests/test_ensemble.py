@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medals.ensemble import combine, combine_arrays, normalise_weights
 from medals.errors import MedalsError
+from medals.post.blend import combine, combine_arrays, normalise_weights
 
 
 def frame(ids, *columns) -> pd.DataFrame:

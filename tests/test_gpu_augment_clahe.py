@@ -1,4 +1,4 @@
-"""medals.data.gpu_augment CLAHE (and its 8-bit Lab conversion) against albumentations 2.0.8 / cv2."""
+"""medals.augment.gpu CLAHE (and its 8-bit Lab conversion) against albumentations 2.0.8 / cv2."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from medals.data.gpu_augment import build_gpu_transform
-from medals.data.gpu_augment.clahe import CLAHE, clip_histograms
-from medals.data.gpu_augment.lab import lab_to_rgb, rgb_to_lab
-from medals.data.gpu_augment.sampling import rand, uniform
+from medals.augment.gpu import build_gpu_transform
+from medals.augment.gpu.clahe import CLAHE, clip_histograms
+from medals.augment.gpu.lab import lab_to_rgb, rgb_to_lab
+from medals.augment.gpu.sampling import rand, uniform
 
 # The implementation reproduces OpenCV's integer steps and has matched exactly so far; the bounds leave
 # room for float32 rounding-boundary differences (1-2 levels on a few pixels) on other builds.

@@ -1,4 +1,4 @@
-"""Warps as coordinate maps (medals.data.gpu_augment.warp): OpenCV's borders on coordinates, and runs of
+"""Warps as coordinate maps (medals.augment.gpu.warp): OpenCV's borders on coordinates, and runs of
 warps sampled once matching the op-by-op result."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from medals.data.gpu_augment import build_gpu_transform
-from medals.data.gpu_augment.distortion import coarse_fields, field_points, lookup
-from medals.data.gpu_augment.geometry import affine_matrices
-from medals.data.gpu_augment.warp import FusedWarps, Stage, Warp, fold, pixel_grid, resample
+from medals.augment.gpu import build_gpu_transform
+from medals.augment.gpu.distortion import coarse_fields, field_points, lookup
+from medals.augment.gpu.geometry import affine_matrices
+from medals.augment.gpu.warp import FusedWarps, Stage, Warp, fold, pixel_grid, resample
 
 ROOT = Path(__file__).resolve().parents[1]
 MEL = ROOT / "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml"

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medals.competitions.hpa import CHANNELS, hpa_frames
+from medals.augment.cpu import build_transform
 from medals.config import recipe_from_dict
 from medals.data import stats
-from medals.data.augment_cpu import build_transform
+from medals.data.competitions.hpa import CHANNELS, hpa_frames
 from medals.data.io import image_size, read_image, split_paths
 from medals.data.stats import channel_stats
 from medals.data.table import build_table

@@ -10,9 +10,9 @@ from torch import nn
 
 from medals.config import LossTerm, Recipe
 from medals.errors import MedalsError
-from medals.losses import build_loss
 from medals.models.factory import create_model
 from medals.models.heads import AttentionHead, PoolConcatHead
+from medals.train.losses import build_loss
 
 torch.set_num_threads(2)
 
@@ -184,7 +184,7 @@ def test_attention_with_aux_head_trains_and_predicts_main_output_only(tmp_path):
     from medals.data.dataset import make_loader, recipe_dataset
     from medals.infer.predict import predict_with_cls
     from medals.models.factory import create_model
-    from medals.train.checkpoint import load_model_weights
+    from medals.runtime.checkpoint import load_model_weights
     from medals.train.loop import train_fold
 
     rows = []

@@ -12,7 +12,7 @@ import torch
 
 from medals.config import LossTerm, recipe_from_dict
 from medals.errors import MedalsError
-from medals.losses import build_loss, hard_negative_count
+from medals.train.losses import build_loss, hard_negative_count
 
 
 def sig(x: float) -> float:

@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from medals.augment.cpu import build_transform
 from medals.cli import main
-from medals.config import load_recipe
-from medals.data.augment_cpu import build_transform
-from medals.plan import load_ensemble
+from medals.config import load_ensemble, load_recipe
 from medals.stages.search import candidate_recipe
 from medals.train.schedules import epoch_table
 

@@ -16,9 +16,11 @@ import torch
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.train.checkpoint import load_checkpoint
-from medals.train.loop import KILL_ENV, is_improvement, train_fold
+from medals.runtime.checkpoint import load_checkpoint
+from medals.train.checkpointing import is_improvement
+from medals.train.loop import train_fold
 from medals.train.schedules import build_schedule
+from medals.train.setup import KILL_ENV
 
 COLOURS = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]  # the class is visible by colour
 N_IMAGES = 40
@@ -289,7 +291,7 @@ def test_segmentation_smoke(tmp_path):
 
 def test_mixed_precision_path_runs(multiclass_table, tmp_path, monkeypatch):
     # No GPU here: drive the autocast + GradScaler + unscale-before-clip path with CPU bf16 instead.
-    import medals.train.runtime as runtime
+    import medals.runtime.settings as runtime
 
     monkeypatch.setattr(runtime, "resolve_precision", lambda precision, device: (torch.bfloat16, True))
     recipe = _multiclass_recipe(epochs=1, clip_grad=0.5, channels_last=True, precision="bf16")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from medals.config import LossTerm
 from medals.errors import MedalsError
-from medals.losses import LOSSES, build_loss, register_loss
+from medals.train.losses import LOSSES, build_loss, register_loss
 
 
 def sig(x: float) -> float:

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from medals.augment.cpu import build_transform
 from medals.cli import main
 from medals.config import load_recipe
 from medals.data.adapters import run_adapter
-from medals.data.augment_cpu import build_transform
 from medals.data.table import build_table
 from medals.errors import MedalsError
 from medals.files import read_json
@@ -84,7 +84,7 @@ def test_recipe_folder_holds_the_18_models_and_the_ensemble():
             "weights": None,
         }
     }
-    from medals.plan import load_ensemble
+    from medals.config import load_ensemble
 
     plan = load_ensemble(RECIPES / "ensemble.yaml")
     assert [p.name for p in plan.recipes] == [f"{row[0]}.yaml" for row in EXPECTED]

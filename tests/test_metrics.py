@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from medals.errors import MedalsError
-from medals.metrics import (
+from medals.post.metrics import (
     DEFAULT_GRID,
     accuracy,
     auc_one_vs_rest,

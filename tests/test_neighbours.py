@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import medals.metric_learning
+import medals.train.metric_learning
 from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.files import write_parquet
-from medals.layout import RunLayout
+from medals.stages.layout import RunLayout
 from medals.stages.neighbours import apply_neighbours
 
 # Three identities ("antibodies"), each its own 4-channel colour and its own labels (K = 5).
@@ -143,7 +143,7 @@ def test_a_rerun_reuses_the_cache_and_a_high_threshold_keeps_unlike_images(first
     def no_training(*args, **kwargs):
         raise AssertionError("the cached ArcFace weights should have been reused")
 
-    monkeypatch.setattr(medals.metric_learning, "train_arcface", no_training)
+    monkeypatch.setattr(medals.train.metric_learning, "train_arcface", no_training)
     pred = _predictions()
     # The threshold acts after the embedding: changing it reuses the cached weights and embeddings.
     out, replaced = apply_neighbours(_recipe(threshold=0.999), run, TEST_IDS, pred, None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from medals.config import load_recipes, make_plan
 from medals.errors import MedalsError
-from medals.plan import describe, format_table, load_recipes, make_plan
+from medals.stages.plan import describe, format_table
 
 
 def write(path, tree):

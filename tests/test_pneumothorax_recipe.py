@@ -17,18 +17,17 @@ import segmentation_models_pytorch as smp
 import torch
 import yaml
 
+from medals.augment.cpu import build_transform
 from medals.cli import main
-from medals.config import load_recipe
+from medals.config import load_recipe, make_plan
 from medals.data.adapters import run_adapter
-from medals.data.augment_cpu import build_transform
 from medals.data.io import read_image
+from medals.data.rle import decode, decode_many, encode
 from medals.data.table import build_table
 from medals.demo.generate import chest_case
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.models.segmenter import Segmenter
-from medals.plan import make_plan
-from medals.rle import decode, decode_many, encode
 from medals.train.schedules import epoch_table
 from tests.dicom_files import write_dicom
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from medals.augment_policy import random_policy, read_policies, write_policies
+from medals.augment.policy import random_policy, read_policies, write_policies
 from medals.cli import main
 from medals.config import load_recipe
 from medals.demo import generate as gen
 from medals.files import read_json
-from medals.pipeline import STAGES, stage_digest
+from medals.stages.pipeline import STAGES, stage_digest
 from medals.stages.search import candidate_recipe
 
 POLICY_FILE = {"name": "PolicyFile", "path": "{run_dir}/policies.json"}

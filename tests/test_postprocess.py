@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medals.errors import MedalsError
-from medals.postprocess import multilabel_decisions, threshold_masks
+from medals.post.decisions import multilabel_decisions, threshold_masks
 
 
 def test_threshold_is_strict():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medals.train.precision import resolve_precision
+from medals.runtime.precision import resolve_precision
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16", "fp16"])

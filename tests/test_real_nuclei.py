@@ -17,8 +17,8 @@ import tifffile
 import yaml
 
 from medals.config import load_recipe
-from medals.metrics import mean_dice
-from medals.pipeline import run_stages
+from medals.post.metrics import mean_dice
+from medals.stages.pipeline import run_stages
 
 pytestmark = pytest.mark.slow
 

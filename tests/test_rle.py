@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medals.data.rle import decode, decode_many, encode, split_parts
 from medals.errors import MedalsError
-from medals.rle import decode, decode_many, encode, split_parts
 
 # ---- hand-worked examples ------------------------------------------------------------------
 

@@ -8,8 +8,7 @@ import pytest
 
 from medals.config import recipe_from_dict
 from medals.errors import MedalsError
-from medals.metrics import roc_auc
-from medals.scoring import score, score_pooled
+from medals.post.metrics import roc_auc, score, score_pooled
 
 
 def make_recipe(**metrics):

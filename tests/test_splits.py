@@ -184,7 +184,7 @@ def test_query_errors_name_split_query(query, message):
 
 
 def test_split_stage_writes_only_queried_rows(tmp_path, capsys):
-    from medals.layout import RunLayout
+    from medals.stages.layout import RunLayout
     from medals.stages.split import run_split
 
     table = _table(40)

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from medals.errors import MedalsError
-from medals.stacking import DEFAULT_C, feature_names, fit_stacker, stack_features
+from medals.post.stacking import DEFAULT_C, feature_names, fit_stacker, stack_features
 
 
 def test_stack_features_columns_and_pair_order():

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medals.data.rle import decode
 from medals.errors import MedalsError
-from medals.rle import decode
-from medals.submit import (
+from medals.post.submission import (
     multilabel_submission,
     probability_submission,
     read_sample,

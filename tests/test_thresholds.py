@@ -6,7 +6,7 @@ import pytest
 
 from medals.data.hashing import leaks
 from medals.errors import MedalsError
-from medals.thresholds import (
+from medals.post.thresholds import (
     HPA3_GRID,
     average_duplicates,
     prevalence_thresholds,

@@ -20,7 +20,7 @@ from medals.errors import MedalsError
 Adapter = Callable[..., tuple[pd.DataFrame, pd.DataFrame | None]]
 ADAPTERS: dict[str, Adapter] = {}
 # Modules that register adapters, imported on first use.
-_MODULES = ("medals.competitions",)
+_MODULES = ("medals.data.competitions",)
 
 
 def register_adapter(name: str) -> Callable[[Adapter], Adapter]:

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medals.data.io import read_image, read_mask
+from medals.data.rle import decode_many, is_empty
 from medals.errors import MedalsError
-from medals.rle import decode_many, is_empty
 
 TASKS = ("multiclass", "multilabel", "segmentation")
 
@@ -262,7 +262,7 @@ def make_loader(
 
 def recipe_dataset(recipe, rows: pd.DataFrame, num_classes: int, train: bool, with_target: bool = True):
     """The dataset a recipe trains (train=True: with its augmentation) or evaluates on."""
-    from medals.data.augment_cpu import build_transform, recipe_augment
+    from medals.augment.cpu import build_transform, recipe_augment
 
     cfg = recipe.train
     spec = recipe_augment(recipe)

@@ -10,7 +10,7 @@ melanoma list at 768 px). Here:
 - DeviceBatcher turns such a batch into what the model eats: JPEGs decoded in one batched
   torchvision.io.decode_jpeg call on the device (nvjpeg on CUDA; the same call decodes on the CPU),
   the recipe's augmentation list run batched with per-sample random parameters
-  (medals.data.gpu_augment), Resize(image_size) and normalisation, masks following every geometric op.
+  (medals.augment.gpu), Resize(image_size) and normalisation, masks following every geometric op.
 
 Augmentation runs at the images' own size, as on the CPU path, when a batch's images share one size;
 a batch of mixed sizes is first resized to image_size (what a prepare cache does for every image).
@@ -89,7 +89,7 @@ def collate_encoded(items: list[dict[str, Any]]) -> dict[str, Any]:
 class DeviceBatcher:
     """Decode, augment (train) or only resize (validation), and normalise a collated batch on `device`.
 
-    `augment` is a medals.data.gpu_augment.GpuAugment: its ops are the recipe's list for training and
+    `augment` is a medals.augment.gpu.GpuAugment: its ops are the recipe's list for training and
     none for validation; it ends with Resize(image_size) and the normalisation either way.
     """
 
@@ -180,8 +180,8 @@ def recipe_device_data(
     recipe, rows, num_classes: int, train: bool, device, channels_last: bool, with_target: bool = True
 ) -> tuple[EncodedDataset, DeviceBatcher]:
     """The dataset and batcher of the GPU data path for a recipe (train=True: with its augmentation)."""
-    from medals.data.augment_cpu import default_mean_std, training_augment
-    from medals.data.gpu_augment import build_gpu_transform
+    from medals.augment.cpu import default_mean_std, training_augment
+    from medals.augment.gpu import build_gpu_transform
 
     cfg = recipe.train
     in_chans = recipe.model.in_chans

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from medals.data.rle import encode
 from medals.files import write_csv
-from medals.rle import encode
 
 TRAIN, TEST = 0, 1  # split codes mixed into the per-image seeds
 

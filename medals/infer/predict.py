@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 from medals.data.prefetch import prefetched
 from medals.infer.tta import apply_view, invert_view, views_for
 from medals.infer.tta import merge as merge_views
-from medals.losses import split_outputs
-from medals.train import parallel
-from medals.train.precision import resolve_precision
+from medals.models.outputs import split_outputs
+from medals.runtime import sharding
+from medals.runtime.precision import resolve_precision
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -63,7 +63,7 @@ def predict_with_cls(
     model.eval()
 
     total = len(loader.dataset)
-    loader = parallel.shard_rows(loader)
+    loader = sharding.shard_rows(loader)
     out: np.ndarray | None = None
     cls_out: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
@@ -105,7 +105,7 @@ def predict_with_cls(
                     cls_out = np.zeros(total, dtype=np.float32)
                 cls_out[index] = merge_views(cls_views, merge).cpu().numpy()
 
-    out, cls_out, seen = parallel.gather_rows(out, cls_out, seen)
+    out, cls_out, seen = sharding.gather_rows(out, cls_out, seen)
     if out is None or not seen.all():
         # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
         raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")

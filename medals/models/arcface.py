@@ -2,7 +2,7 @@
 
 HPA1 trains a resnet50 with an additive angular margin (ArcFace, s=30, m=0.5) on a 512-d embedding,
 with the antibody as the identity class; its embeddings then find, for each test image, the most
-similar external image (``medals.metric_learning``).
+similar external image (``medals.train.metric_learning``).
 """
 
 from __future__ import annotations

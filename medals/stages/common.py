@@ -11,7 +11,7 @@ import torch
 from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.files import read_json
-from medals.layout import RunLayout
+from medals.stages.layout import RunLayout
 
 
 def say(message: str) -> None:
@@ -21,7 +21,7 @@ def say(message: str) -> None:
 def resolve_device(name: str | None) -> torch.device:
     """The device asked for ("auto": cuda when there is one); under torchrun a CUDA device is the rank's
     own, cuda:LOCAL_RANK."""
-    from medals.train.distributed import device_for_rank
+    from medals.runtime.distributed import device_for_rank
 
     if name in (None, "auto"):
         return device_for_rank("cuda" if torch.cuda.is_available() else "cpu")
@@ -83,35 +83,9 @@ def positive_index(recipe: Recipe, classes: list[str] | None) -> int | None:
     return classes.index(target)
 
 
-def _eval_loader(recipe: Recipe, dataset):
-    """The inference loader over a dataset: in order, infer.batch_size (else train's), its collation."""
-    from medals.data.dataset import make_loader
-
-    batch = recipe.infer.batch_size or recipe.train.batch_size
-    collate = getattr(dataset, "collate_fn", None)
-    return make_loader(dataset, batch, False, recipe.train.num_workers, recipe.seed, collate_fn=collate)
-
-
-def make_eval_batches(
-    recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, device, runtime
-):
-    """(loader, prepare or None) for inference on the runtime's data path."""
-    if runtime.data_path != "gpu":
-        from medals.data.dataset import recipe_dataset
-
-        dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
-        return _eval_loader(recipe, dataset), None
-    from medals.data.device_batches import recipe_device_data
-
-    dataset, batcher = recipe_device_data(
-        recipe, rows, num_classes, False, device, runtime.channels_last, with_target=with_target
-    )
-    return _eval_loader(recipe, dataset), batcher
-
-
 def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: int, n_meta: int, device):
     from medals.models.factory import create_model
-    from medals.train.checkpoint import load_model_weights
+    from medals.runtime.checkpoint import load_model_weights
 
     path = layout.checkpoint(fold, recipe.infer.checkpoint)
     if not path.exists():
@@ -123,55 +97,6 @@ def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: i
     model = create_model(recipe, num_classes, n_meta=n_meta, init_weights=False)
     load_model_weights(model, path)
     return model.to(device)
-
-
-def make_crop_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_target: bool, seed: int):
-    """An eval loader whose images are crop seed `seed`'s random square crops (infer.crop_seeds)."""
-    from medals.data.augment_cpu import build_crop_transform
-    from medals.data.crop import SeededItems
-    from medals.data.dataset import recipe_dataset
-
-    dataset = recipe_dataset(recipe, rows, num_classes, train=False, with_target=with_target)
-    # The crop goes in front of the eval dataset's own validation pipeline (its resize and normalisation).
-    dataset.transform = build_crop_transform(
-        seed, recipe.train.image_size, recipe.task, base=dataset.transform
-    )
-    return _eval_loader(recipe, SeededItems(dataset, seed))
-
-
-def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
-    """(probabilities, image-level probabilities of a classification head or None).
-
-    With infer.crop_seeds = N > 0 (classification only) each image is predicted on N seeded random square
-    crops, each through all the TTA views, and the N results are merged element-wise by infer.merge.
-    """
-    from medals.infer.predict import predict_with_cls
-    from medals.infer.tta import merge
-    from medals.train.runtime import resolve_runtime
-
-    runtime = resolve_runtime(recipe, device)
-
-    def run(loader, prepare=None):
-        return predict_with_cls(
-            model,
-            loader,
-            recipe.task,
-            tta=recipe.infer.tta,
-            merge=recipe.infer.merge,
-            device=device,
-            precision=recipe.train.precision,
-            channels_last=runtime.channels_last,
-            prepare=prepare,
-        )
-
-    n_crops = recipe.infer.crop_seeds
-    if n_crops == 0:
-        return run(*make_eval_batches(recipe, rows, num_classes, with_target, device, runtime))
-    per_crop = [
-        torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
-        for seed in range(n_crops)
-    ]
-    return merge(per_crop, recipe.infer.merge).numpy(), None
 
 
 def prob_columns(num_classes: int) -> list[str]:

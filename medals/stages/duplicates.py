@@ -12,8 +12,8 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.files import write_csv, write_parquet
-from medals.layout import RunLayout
 from medals.stages.common import say
+from medals.stages.layout import RunLayout
 
 
 def find_duplicates(recipe: Recipe, table: pd.DataFrame, layout: RunLayout) -> pd.DataFrame:

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medals.config import Recipe
+from medals.config import GateSpec, Recipe
 from medals.errors import MedalsError
 from medals.files import write_npy, write_parquet
-from medals.layout import RunLayout
-from medals.plan import GateSpec
 from medals.stages.common import positive_index, read_labels, require, say
+from medals.stages.layout import RunLayout
 from medals.stages.submit import write_recipe_submission
 
 
@@ -24,7 +23,7 @@ def run_ensemble(
     gate: tuple[list[Recipe], GateSpec] | None = None,
 ) -> Path:
     """Combine the members' test predictions; a gate stacks other models' image-level probabilities."""
-    from medals.ensemble import combine, combine_arrays
+    from medals.post.blend import combine, combine_arrays
 
     if weights is not None and len(weights) != len(recipes):
         raise MedalsError(f"--weights has {len(weights)} values for {len(recipes)} recipes")
@@ -65,8 +64,8 @@ def run_ensemble(
 def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> np.ndarray:
     """Stack the gate members' image-level probabilities (PTX): a linear model over their OOF p_cls,
     their mean and pairwise differences, fitted in spec.folds folds; test = mean of the fold models."""
-    from medals.metrics import roc_auc
-    from medals.stacking import fit_stacker, stack_features
+    from medals.post.metrics import roc_auc
+    from medals.post.stacking import fit_stacker, stack_features
 
     if not recipes:
         raise MedalsError("the ensemble gate names no member recipes")

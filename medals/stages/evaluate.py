@@ -12,20 +12,20 @@ from medals.config import Recipe
 from medals.data.dataset import meta_columns
 from medals.data.splits import HOLDOUT
 from medals.files import write_json, write_npy, write_parquet
-from medals.layout import RunLayout
-from medals.scoring import score, score_pooled
+from medals.infer.rows import predict_rows
+from medals.post.metrics import score, score_pooled
+from medals.runtime.distributed import is_main
 from medals.stages.common import (
     fold_ids,
     load_fold_model,
     positive_index,
-    predict_rows,
     prob_frame,
     read_labels,
     say,
     train_rows_with_folds,
 )
+from medals.stages.layout import RunLayout
 from medals.stages.truth import class_truth, mask_truth
-from medals.train.distributed import is_main
 
 
 def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:

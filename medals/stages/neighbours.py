@@ -26,8 +26,8 @@ import torch
 from medals.config import NeighboursConfig, Recipe
 from medals.errors import MedalsError
 from medals.files import write_npy
-from medals.layout import RunLayout
 from medals.stages.common import read_table, resolve_device, say
+from medals.stages.layout import RunLayout
 
 # Training sees flips only (HPA1's metric learning is not trained with the classifier's augmentation).
 FLIPS = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "VerticalFlip", "p": 0.5}]
@@ -70,7 +70,7 @@ def neighbours_digest(recipe: Recipe, layout: RunLayout) -> str:
 
 
 def _dataset(recipe: Recipe, rows: pd.DataFrame, train: bool, with_target: bool):
-    from medals.data.augment_cpu import build_transform
+    from medals.augment.cpu import build_transform
     from medals.data.dataset import ImageDataset
 
     cfg = recipe.train
@@ -113,8 +113,8 @@ def _build_model(recipe: Recipe, n_identities: int):
 def _trained_model(recipe: Recipe, layout: RunLayout, train: pd.DataFrame, digest: str, device):
     """The ArcFace model from arcface.pt when it was trained from the same inputs, else trained now."""
     from medals.data.dataset import make_loader
-    from medals.metric_learning import train_arcface
-    from medals.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from medals.runtime.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from medals.train.metric_learning import train_arcface
 
     cfg = _settings(recipe)
     rows, n_identities = _identities(recipe, train)
@@ -150,7 +150,7 @@ def _trained_model(recipe: Recipe, layout: RunLayout, train: pd.DataFrame, diges
 def _embeddings(recipe, layout, name, rows, key, model, device) -> np.ndarray:
     """Embeddings of ``rows`` cached as <name>-<key>.npy (older <name>-*.npy files are removed)."""
     from medals.data.dataset import make_loader
-    from medals.metric_learning import embed
+    from medals.train.metric_learning import embed
 
     folder = neighbours_dir(layout)
     path = folder / f"{name}-{key}.npy"
@@ -185,7 +185,7 @@ def apply_neighbours(
     row whose nearest reference image has cosine > submit.neighbours.threshold replaced by that image's
     labels. ``device`` None: CUDA when available, else CPU."""
     from medals.data.dataset import _multi_hot
-    from medals.metric_learning import nearest_neighbours, replace_by_neighbour
+    from medals.train.metric_learning import nearest_neighbours, replace_by_neighbour
 
     cfg = _settings(recipe)
     device = resolve_device(None if device is None else str(device))

@@ -12,17 +12,10 @@ from medals.config import Recipe
 from medals.data.dataset import meta_columns
 from medals.errors import MedalsError
 from medals.files import write_npy, write_parquet
-from medals.layout import RunLayout
-from medals.stages.common import (
-    fold_ids,
-    load_fold_model,
-    predict_rows,
-    prob_frame,
-    read_labels,
-    say,
-    test_rows,
-)
-from medals.train.distributed import is_main
+from medals.infer.rows import predict_rows
+from medals.runtime.distributed import is_main
+from medals.stages.common import fold_ids, load_fold_model, prob_frame, read_labels, say, test_rows
+from medals.stages.layout import RunLayout
 
 
 def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:

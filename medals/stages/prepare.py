@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from medals.config import Recipe
 from medals.files import write_json, write_parquet
-from medals.layout import RunLayout
 from medals.stages.common import say
+from medals.stages.layout import RunLayout
 
 
 def run_prepare(recipe: Recipe, layout: RunLayout) -> None:

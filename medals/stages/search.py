@@ -9,12 +9,17 @@ train.augment reads as {name: PolicyFile, path: "{run_dir}/policies.json"}. Cand
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from medals.augment.policy import HPA3_OPS, Policy, policy_to_spec, random_policy, rank_key, write_policies
 from medals.config import Recipe, apply_override, recipe_from_dict
 from medals.errors import MedalsError
-from medals.layout import RunLayout
 from medals.stages.common import positive_index, read_labels, say, train_rows_with_folds
+from medals.stages.layout import RunLayout
 
 
 def search_dir(layout: RunLayout) -> Path:
@@ -47,7 +52,7 @@ def candidate_recipe(recipe: Recipe) -> Recipe:
 
 
 def _uses_file(recipe: Recipe, path: Path) -> bool:
-    from medals.data.augment_cpu import recipe_augment
+    from medals.augment.cpu import recipe_augment
 
     def walk(spec) -> bool:
         for op in spec or []:
@@ -67,7 +72,6 @@ def _describe(policy) -> str:
 
 
 def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
-    from medals.augment_policy import default_score_fn, search_policies, write_policies
 
     cfg = recipe.policy_search
     if cfg is None:
@@ -117,3 +121,87 @@ def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
             f"search: note: train.augment has no PolicyFile reading {out}; add "
             f'{{name: PolicyFile, path: "{{run_dir}}/{cfg.file}"}} to train with the found policies'
         )
+
+
+def search_policies(
+    score_fn: Callable[[Policy], float],
+    n_candidates: int = 50,
+    n_subpolicies: int = 5,
+    keep: int = 5,
+    seed: int = 0,
+    *,
+    ops: Sequence[str] = HPA3_OPS,
+    path: str | Path | None = None,
+) -> list[tuple[float, Policy]]:
+    """Score n_candidates random policies; the best `keep` as (score, policy), best first.
+
+    score_fn(policy) -> float, higher is better (NaN counts as worst). With `path`, the kept policies
+    are written (write_policies) after every candidate, so an interrupted search leaves its best so far.
+    """
+    if n_candidates < 1 or keep < 1 or n_subpolicies < 1:
+        raise MedalsError("n_candidates, n_subpolicies and keep must be at least 1")
+    rng = np.random.default_rng(seed)
+    policies: list[Policy] = []
+    scores: list[float] = []
+    kept: list[tuple[float, Policy]] = []
+    for i in range(n_candidates):
+        policy = random_policy(rng, n_subpolicies, ops)
+        score = float(score_fn(policy))
+        policies.append(policy)
+        scores.append(score)
+        order = sorted(enumerate(scores), key=rank_key)[:keep]
+        kept = [(scores[j], policies[j]) for j, _ in order]
+        if path is not None:
+            write_policies(path, kept)
+        print(f"policy search: candidate {i + 1}/{n_candidates} scored {score:.4g} (best {kept[0][0]:.4g})")
+    return kept
+
+
+DIHEDRAL = [
+    {"name": "HorizontalFlip", "p": 0.5},
+    {"name": "VerticalFlip", "p": 0.5},
+    {"name": "Transpose", "p": 0.5},
+]
+
+
+def default_score_fn(
+    recipe,
+    table,
+    fold: int,
+    work_dir: str | Path,
+    epochs: int,
+    *,
+    device: str = "cpu",
+    num_classes: int | None = None,
+    positive: int | None = None,
+    metric: str | None = None,
+    base_augment: list[dict[str, Any]] | None = None,
+) -> Callable[[Policy], float]:
+    """A score_fn for search_policies: train `recipe` on one fold with the candidate, return its metric.
+
+    The candidate's train.augment is base_augment (default: the dihedral flips, as in HPA3) followed by
+    policy_to_spec(policy); train.epochs is `epochs` and train.swa is dropped. Each candidate trains in
+    its own folder work_dir/candidate-<training hash>, so a re-run search (same seed) reuses finished
+    candidates instead of training them again. The score is `metric` (default: the recipe's main
+    metric) of the last epoch, on fold == `fold` of `table` (a small split, as in HPA3).
+    """
+    from medals.config import recipe_from_dict
+    from medals.train.loop import train_fold, training_hash
+
+    base = DIHEDRAL if base_augment is None else base_augment
+    work_dir = Path(work_dir)
+
+    def score(policy: Policy) -> float:
+        tree = recipe.model_dump(mode="json")
+        tree["train"].update(augment=[*base, *policy_to_spec(policy)], epochs=int(epochs), swa=None)
+        candidate = recipe_from_dict(tree, "policy search recipe")
+        folder = work_dir / f"candidate-{training_hash(candidate, table, fold)}"
+        metrics = train_fold(
+            candidate, table, fold, folder, device, num_classes=num_classes, positive=positive
+        )
+        name = metric or candidate.main_metric
+        if name not in metrics:
+            raise MedalsError(f"policy search metric '{name}' is not computed (have: {', '.join(metrics)})")
+        return float(metrics[name])
+
+    return score

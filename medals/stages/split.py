@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from medals.config import Recipe
 from medals.files import write_parquet
-from medals.layout import RunLayout
 from medals.stages.common import read_table, say
+from medals.stages.layout import RunLayout
 
 
 def run_split(recipe: Recipe, layout: RunLayout) -> None:

@@ -10,8 +10,8 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.layout import RunLayout
 from medals.stages.common import positive_index, read_labels, require, say, test_rows, train_rows
+from medals.stages.layout import RunLayout
 from medals.stages.truth import class_truth
 
 
@@ -30,7 +30,7 @@ def write_recipe_submission(
     oof: pd.DataFrame | None,
     out_path: Path,
 ) -> Path:
-    from medals.submit import read_sample, write_submission
+    from medals.post.submission import read_sample, write_submission
 
     if recipe.data.sample_submission is None:
         raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
@@ -51,7 +51,7 @@ def write_recipe_submission(
 
 
 def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
-    from medals.submit import probability_submission
+    from medals.post.submission import probability_submission
 
     index = positive_index(recipe, labels["classes"])
     if index is None:
@@ -62,8 +62,8 @@ def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list
 
 
 def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
-    from medals.postprocess import multilabel_decisions
-    from medals.submit import multilabel_submission
+    from medals.post.decisions import multilabel_decisions
+    from medals.post.submission import multilabel_submission
 
     num_classes = labels["num_classes"]
     cols = [f"p_{k}" for k in range(num_classes)]
@@ -85,8 +85,8 @@ def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
 
 def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
     """Per-class thresholds: best F1 on OOF, a fixed number, or matched to a prevalence (HPA)."""
-    from medals.metrics import search_thresholds
-    from medals.thresholds import prevalence_thresholds, train_prevalence
+    from medals.post.metrics import search_thresholds
+    from medals.post.thresholds import prevalence_thresholds, train_prevalence
 
     rule = recipe.submit.threshold
     cols = [f"p_{k}" for k in range(num_classes)]
@@ -116,7 +116,7 @@ def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
 
 
 def _average_test_duplicates(layout, ids: pd.Series, probs: np.ndarray) -> np.ndarray:
-    from medals.thresholds import average_duplicates
+    from medals.post.thresholds import average_duplicates
 
     groups = _test_table(layout, ids, "submit.average_duplicates")["dup_group"].to_numpy()
     return average_duplicates(probs, groups)
@@ -125,7 +125,7 @@ def _average_test_duplicates(layout, ids: pd.Series, probs: np.ndarray) -> np.nd
 def _replace_leaks(layout, ids: pd.Series, decisions: np.ndarray, num_classes: int) -> np.ndarray:
     """Test images that duplicate a labelled image take its labels (nearest match first)."""
     from medals.data.splits import multi_hot
-    from medals.thresholds import replace_leaks
+    from medals.post.thresholds import replace_leaks
 
     _test_table(layout, ids, "submit.replace_leaks")
     leaks = pd.read_csv(layout.root / "leaks.csv", dtype={"test_id": str, "labelled_id": str})
@@ -150,8 +150,8 @@ def _test_table(layout, ids: pd.Series, key: str) -> pd.DataFrame:
 
 
 def _rle(recipe, layout, test, masks, columns) -> pd.DataFrame:
-    from medals.postprocess import threshold_masks
-    from medals.submit import rle_submission
+    from medals.post.decisions import threshold_masks
+    from medals.post.submission import rle_submission
 
     keep = _gate(recipe, test)
     sizes = test_rows(layout).set_index("id").loc[test["id"], ["height", "width"]].to_numpy()

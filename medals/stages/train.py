@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 from medals.config import Recipe
-from medals.layout import RunLayout
 from medals.stages.common import fold_ids, positive_index, read_labels, say, train_rows_with_folds
+from medals.stages.layout import RunLayout
 
 
 def run_train(recipe: Recipe, layout: RunLayout, device) -> None:

@@ -20,7 +20,7 @@ def mask_truth(recipe: Recipe, rows: pd.DataFrame) -> np.ndarray:
     import cv2
 
     from medals.data.io import read_mask
-    from medals.rle import decode_many
+    from medals.data.rle import decode_many
 
     size = recipe.train.image_size
     masks = np.zeros((len(rows), size, size), dtype=bool)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from medals.errors import MedalsError
-from medals.train.checkpoint import load_checkpoint
+from medals.runtime.checkpoint import load_checkpoint
 
 
 def average_checkpoints(paths: Iterable[str | Path]) -> dict[str, torch.Tensor]:

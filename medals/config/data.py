@@ -1,0 +1,73 @@
+"""The `data` section: where the competition files are and how to read labels, metadata and duplicates."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from medals.config.base import RleFormat, Strict
+
+
+class NumericMeta(Strict):
+    """A numeric column used as a feature: value / scale, missing values set to fill."""
+
+    scale: float = 1.0
+    fill: float = 0.0
+
+
+class MappedMeta(Strict):
+    """A column whose values map to numbers (e.g. sex: male 1, female 0); others get fill."""
+
+    values: dict[str, float]
+    fill: float = -1.0
+
+
+class MetaConfig(Strict):
+    numeric: dict[str, NumericMeta] = Field(default_factory=dict)
+    mapped: dict[str, MappedMeta] = Field(default_factory=dict)
+    # One-hot over the values seen in train and test together, plus a column for missing.
+    categorical: list[str] = Field(default_factory=list)
+    # log1p(number of rows sharing the value), counted within train and within test.
+    group_counts: list[str] = Field(default_factory=list)
+    # log(image file size in bytes): a surprisingly strong feature in the melanoma data.
+    file_size: bool = False
+
+
+class DuplicatesConfig(Strict):
+    """Perceptual-hash duplicate search in prepare: groups kept in one fold, test leaks reported."""
+
+    kinds: list[Literal["phash", "ahash"]] = Field(default_factory=lambda: ["phash"])
+    channels: list[int] = Field(default_factory=lambda: [0, 1, 2])  # planes hashed (HPA3: green only)
+    max_distance: int = 12  # a pair: Hamming distance <= this on every plane (HPA1)
+    exact: bool = False  # HPA3: identical hashes instead
+
+
+class DataConfig(Strict):
+    root: str = "."  # relative to the recipe file's folder
+    train_csv: str = "train.csv"
+    test_csv: str | None = "test.csv"
+    sample_submission: str | None = "sample_submission.csv"
+    id_column: str = "id"
+    label_column: str | None = None
+    classes: list[str] | None = None
+    num_classes: int | None = None
+    label_map: dict[str, str] = Field(default_factory=dict)
+    query: str | None = None  # pandas query applied to the training rows, e.g. "tfrecord >= 0"
+    image_path: str = "train/{id}.png"  # {id} and, for multi-file channels, {channel}
+    test_image_path: str = "test/{id}.png"
+    channels: list[str] | None = None  # values for {channel}; the files are stacked in this order
+    mask_column: str | None = None  # RLE column; several rows of one id are OR-ed
+    mask_path: str | None = None  # or a template for mask image files
+    rle_format: RleFormat = "siim"
+    group_column: str | None = None
+    meta: MetaConfig | None = None
+    keep_columns: list[str] = Field(default_factory=list)  # CSV columns carried into the table
+    # A registered function that builds the train/test frames instead of reading the two CSVs
+    # (e.g. merging a competition's data with an external set): see medals/data/adapters.py.
+    adapter: str | None = None
+    adapter_params: dict[str, Any] = Field(default_factory=dict)
+    duplicates: DuplicatesConfig | None = None
+    cache_size: int | None = None  # side of the resized uint8 cache made by prepare
+    # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
+    cache_format: Literal["npy", "png"] = "npy"

@@ -1,0 +1,31 @@
+"""The `metrics` and `infer` sections: what is scored out of fold, and test-time augmentation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from medals.config.base import Strict
+
+
+class MetricsConfig(Strict):
+    # Extra metrics on subsets of the validation rows: {"20": "is_ext == 0"} adds auc_20, ...
+    # (pandas queries over table columns, e.g. data.keep_columns).
+    subsets: dict[str, str] = Field(default_factory=dict)
+    # Pooled OOF metrics also on per-fold percentile ranks (auc_rank, auc_20_rank).
+    rank: bool = False
+    # Segmentation: Dice after downsampling probabilities and truth to this side (PTX scored at 128);
+    # evaluate then also sweeps the pixel threshold (dice_best at pixel_threshold_best).
+    dice_size: int | None = None
+
+
+class InferConfig(Strict):
+    tta: Literal[1, 2, 4, 8] = 1
+    merge: Literal["mean", "max"] = "mean"
+    # Crop TTA (HPA1): 0 = the validation resize only; N>0 = N random square crops of side
+    # U(image_size, image side) per image, each seed fixed, every crop resized to image_size, each crop
+    # seen through all the TTA views, all merged by infer.merge. Classification tasks only.
+    crop_seeds: int = Field(0, ge=0)
+    checkpoint: str = "best"
+    batch_size: int | None = None

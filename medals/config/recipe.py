@@ -1,0 +1,91 @@
+"""The whole recipe: every section, and the checks that span sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from medals.config.base import Strict, Task
+from medals.config.data import DataConfig
+from medals.config.infer import InferConfig, MetricsConfig
+from medals.config.model import ModelConfig
+from medals.config.search import PolicySearchConfig
+from medals.config.split import SplitConfig
+from medals.config.submit import SubmitConfig
+from medals.config.train import LossTerm, TrainConfig
+
+
+class Recipe(Strict):
+    name: str
+    task: Task
+    seed: int = 0
+    run_dir: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: list[LossTerm] | None = None  # None: the task default
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    submit: SubmitConfig = Field(default_factory=SubmitConfig)
+    policy_search: PolicySearchConfig | None = None  # HPA3 augmentation-policy search
+    # Where the recipe came from; data.root and run_dir are resolved against it.
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _check_task_fields(self) -> Recipe:
+        if self.task == "segmentation" and self.model.arch == "classifier":
+            raise ValueError("task 'segmentation' needs model.arch unet, fpn or deeplabv3plus")
+        if self.task != "segmentation" and self.model.arch != "classifier":
+            raise ValueError(f"task '{self.task}' needs model.arch classifier")
+        if self.infer.crop_seeds and self.task == "segmentation":
+            raise ValueError("infer.crop_seeds (crop TTA) is for classification tasks")
+        if self.model.cls_head and self.task != "segmentation":
+            raise ValueError("model.cls_head is for task segmentation")
+        if any(term.output == "cls" for term in self.loss or []) and not self.model.cls_head:
+            raise ValueError("a loss term has output 'cls' but model.cls_head is false")
+        # HPA heads (model.stem_pool, model.aux_head, loss output aux)
+        if (self.model.stem_pool or self.model.aux_head) and self.model.arch != "classifier":
+            raise ValueError("model.stem_pool and model.aux_head are for model.arch classifier")
+        if self.model.aux_head and self.model.head != "attention":
+            raise ValueError("model.aux_head needs model.head 'attention'")
+        if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
+            raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        if self.train.swa is not None:
+            bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
+            if bad:
+                raise ValueError(f"train.swa epoch {bad[0]} is outside 1..{self.train.epochs}")
+        return self
+
+    @property
+    def swa_epochs(self) -> list[int]:
+        """The 1-based epochs whose weights swa.pt averages (empty without train.swa)."""
+        swa = self.train.swa
+        if swa is None:
+            return []
+        if swa.epochs is not None:
+            return sorted(set(swa.epochs))
+        return list(range(max(1, self.train.epochs - swa.last + 1), self.train.epochs + 1))
+
+    # ---- derived paths and defaults -------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    @property
+    def data_root(self) -> Path:
+        return (self.base_dir / self.data.root).resolve()
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    @property
+    def main_metric(self) -> str:
+        return {"multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}[self.task]
+
+    @property
+    def submit_kind(self) -> str:
+        default = {"multiclass": "probability", "multilabel": "multilabel", "segmentation": "rle"}
+        return self.submit.kind or default[self.task]

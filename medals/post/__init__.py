@@ -1,0 +1,1 @@
+"""After the model: metrics, thresholds, gates and stacking, blending, submission writing and validation."""

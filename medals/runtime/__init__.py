@@ -1,0 +1,1 @@
+"""Where a run executes: devices, precision, processes and their shards, checkpoint files."""
