@@ -170,7 +170,8 @@ def augment_list(which: str) -> list[dict]:
 def _draw(kind: str, index: int, side: int, path: str) -> str:
     """Write one generated JPEG; returns its mask as an RLE string (chest) or ""."""
     from medals.data.rle import encode
-    from medals.demo.generate import LESIONS, chest_case, skin_image
+    from medals.demo.chest import chest_case
+    from medals.demo.melanoma import LESIONS, skin_image
 
     if kind == "skin":
         rng = np.random.default_rng([7, index])

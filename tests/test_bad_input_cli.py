@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from medals.cli import main
-from medals.demo.generate import generate_melanoma
+from medals.demo.melanoma import generate_melanoma
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import torch
 
 from medals.cli import main
 from medals.config import LossTerm, recipe_from_dict
-from medals.demo.generate import generate_chest
+from medals.demo.chest import generate_chest
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.infer.predict import predict_with_cls

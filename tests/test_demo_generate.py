@@ -12,15 +12,10 @@ import pytest
 
 from medals.config import load_recipe
 from medals.data.rle import decode, decode_many
-from medals.demo.generate import (
-    CELL_CHANNELS,
-    MELANOMA_CLASSES,
-    TRAIN,
-    chest_case,
-    generate_cells,
-    generate_chest,
-    generate_melanoma,
-)
+from medals.demo.cells import CELL_CHANNELS, generate_cells
+from medals.demo.chest import chest_case, generate_chest
+from medals.demo.draw import TRAIN
+from medals.demo.melanoma import MELANOMA_CLASSES, generate_melanoma
 
 SIZE = 48
 

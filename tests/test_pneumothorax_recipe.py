@@ -24,7 +24,7 @@ from medals.data.adapters import run_adapter
 from medals.data.io import read_image
 from medals.data.rle import decode, decode_many, encode
 from medals.data.table import build_table
-from medals.demo.generate import chest_case
+from medals.demo.chest import chest_case
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.models.segmenter import Segmenter

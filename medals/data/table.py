@@ -19,6 +19,7 @@ import pandas as pd
 from medals.config import DataConfig, Recipe
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
+from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, show_values
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.errors import MedalsError
 
@@ -36,12 +37,6 @@ RESERVED = {
     "has_mask",
     "group",
 }
-SHOWN = 5  # how many offending values an error message lists
-
-
-def _show(values: Sequence[Any]) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:SHOWN])
-    return shown + (", ..." if len(values) > SHOWN else "")
 
 
 # ---- reading the CSVs ----------------------------------------------------------------------
@@ -153,99 +148,12 @@ def _check_ids(frame: pd.DataFrame, id_column: str, csv_name: str, unique: bool)
     dup = frame[id_column][frame[id_column].duplicated()]
     if len(dup) and unique:
         raise MedalsError(
-            f"{csv_name} column '{id_column}' has duplicate ids: {_show(dup.unique().tolist())}"
+            f"{csv_name} column '{id_column}' has duplicate ids: {show_values(dup.unique().tolist())}"
         )
     return frame
 
 
 # ---- labels ----------------------------------------------------------------------------------
-
-
-def _sort_classes(values: set[str]) -> list[str]:
-    try:
-        return sorted(values, key=float)  # "2" before "10"
-    except ValueError:
-        return sorted(values)
-
-
-def _mapped_labels(frame: pd.DataFrame, data: DataConfig) -> list[str | None]:
-    keys = [value_key(v) for v in frame[data.label_column].tolist()]
-    return [data.label_map.get(k, k) if k is not None else None for k in keys]
-
-
-def _multiclass(frame: pd.DataFrame, data: DataConfig, csv_name: str) -> tuple[np.ndarray, list[str]]:
-    labels = _mapped_labels(frame, data)
-    classes = list(data.classes) if data.classes else _sort_classes({x for x in labels if x is not None})
-    index = {name: i for i, name in enumerate(classes)}
-    bad = [x for x in labels if x not in index]
-    if bad:
-        values = list(dict.fromkeys("(missing)" if x is None else x for x in bad))
-        raise MedalsError(
-            f"{csv_name} column '{data.label_column}' has {len(bad)} labels outside the class list "
-            f"[{_show(classes)}]: {_show(values)}"
-        )
-    return np.array([index[x] for x in labels], dtype=np.int64), classes
-
-
-def num_label_classes(data: DataConfig) -> int | None:
-    return data.num_classes if data.num_classes is not None else (len(data.classes) if data.classes else None)
-
-
-def _multilabel(frame: pd.DataFrame, data: DataConfig, csv_name: str) -> list[str]:
-    k = num_label_classes(data)
-    out, bad = [], []
-    for raw in frame[data.label_column].tolist():
-        text = value_key(raw) or ""
-        ids = set()
-        for token in text.split():
-            try:
-                value = int(token)
-            except ValueError:
-                value = None
-            if value is None or not 0 <= value < k:
-                bad.append(token)
-            else:
-                ids.add(value)
-        out.append(" ".join(str(i) for i in sorted(ids)))
-    if bad:
-        raise MedalsError(
-            f"{csv_name} column '{data.label_column}' has {len(bad)} label ids that are not integers in "
-            f"0..{k - 1}: {_show(list(dict.fromkeys(bad)))}"
-        )
-    return out
-
-
-def _rle_part(value: Any) -> str:
-    return (value_key(value) or "").strip()
-
-
-def _group_rle(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, list[str], list[int]]:
-    """One row per id; the RLE strings of all rows of an id joined with "|" (their masks are OR-ed)."""
-    joined = frame.groupby(data.id_column, sort=False)[data.mask_column].agg(
-        lambda parts: "|".join(_rle_part(p) for p in parts)
-    )
-    first = frame.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
-    rle = joined.reindex(first[data.id_column]).tolist()
-    has_mask = [int(any(p not in ("", "-1") for p in text.split("|"))) for text in rle]
-    return first, rle, has_mask
-
-
-def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[str]:
-    """The class names, index i = label i (multiclass) / label id i (multilabel); ["mask"] for segmentation."""
-    data = recipe.data
-    if recipe.task == "segmentation":
-        return ["mask"]
-    if data.classes:
-        return list(data.classes)
-    if recipe.task == "multilabel":
-        if data.num_classes is None:
-            raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
-        return [str(i) for i in range(data.num_classes)]
-    if table is not None and table.attrs.get("classes"):
-        return list(table.attrs["classes"])
-    _check_recipe(recipe)
-    frame, csv_name = _train_frame(recipe)
-    return _multiclass(frame, data, csv_name)[1]
 
 
 # ---- paths and files ---------------------------------------------------------------------------
@@ -289,7 +197,7 @@ def _check_files_exist(paths: Sequence[str], root: Path) -> None:
         names = [os.path.relpath(p, root) if p.startswith(str(root)) else p for p in missing]
         raise MedalsError(
             f"{len(missing)} of {total} image files do not exist under {root} "
-            f"(check data.image_path / test_image_path / mask_path), first: {_show(names)}"
+            f"(check data.image_path / test_image_path / mask_path), first: {show_values(names)}"
         )
 
 
@@ -321,7 +229,7 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
     if recipe.task == "multiclass":
         out["label"] = frame["__label"].to_numpy(np.int64) if split == "train" else np.full(n, -1, np.int64)
     elif recipe.task == "multilabel":
-        out["labels"] = _multilabel(frame, data, csv_name) if split == "train" else [""] * n
+        out["labels"] = multilabel_labels(frame, data, csv_name) if split == "train" else [""] * n
     else:
         if data.mask_column:
             out["rle"] = frame["__rle"].tolist() if split == "train" else [""] * n
@@ -360,7 +268,7 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
     if seg_rle:
-        train, rle, has_mask = _group_rle(train, data)
+        train, rle, has_mask = group_rle(train, data)
         train["__rle"], train["__has_mask"] = rle, has_mask
 
     if test is not None:
@@ -370,7 +278,7 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
 
     classes = None
     if recipe.task == "multiclass":
-        train["__label"], classes = _multiclass(train, data, train_name)
+        train["__label"], classes = multiclass_labels(train, data, train_name)
     parts = [_part(recipe, train, "train", train_name)]
     if test is not None and len(test):
         parts.append(_part(recipe, test, "test", test_name))
@@ -414,3 +322,21 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     table = table[front + [c for c in table.columns if c not in front]]
     table.attrs["classes"] = resolved_classes(recipe) if classes is None else classes
     return table
+
+
+def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[str]:
+    """The class names, index i = label i (multiclass) / label id i (multilabel); ["mask"] for segmentation."""
+    data = recipe.data
+    if recipe.task == "segmentation":
+        return ["mask"]
+    if data.classes:
+        return list(data.classes)
+    if recipe.task == "multilabel":
+        if data.num_classes is None:
+            raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
+        return [str(i) for i in range(data.num_classes)]
+    if table is not None and table.attrs.get("classes"):
+        return list(table.attrs["classes"])
+    _check_recipe(recipe)
+    frame, csv_name = _train_frame(recipe)
+    return multiclass_labels(frame, data, csv_name)[1]

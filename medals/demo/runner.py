@@ -16,12 +16,12 @@ FLOORS = {"melanoma": ("auc", 0.9), "cells": ("f1_macro", 0.7), "chest": ("dice"
 
 
 def generate(task: str, data_dir: Path) -> None:
-    from medals.demo import generate as gen
+    from medals.demo.generate import GENERATORS
 
     marker = data_dir / ".complete"
     if marker.exists():
         return
-    getattr(gen, f"generate_{task}")(data_dir)
+    GENERATORS[task](data_dir)
     marker.write_text("generated\n")
 
 
@@ -45,7 +45,7 @@ def run_task(task: str, out_dir: Path, device) -> dict:
     metrics = read_json(layout.metrics)
     return {
         "metrics": metrics,
-        "submission": layout.root / recipe.submit.file,
+        "submission": layout.in_run(recipe.submit.file),
         "seconds": time.perf_counter() - start,
     }
 

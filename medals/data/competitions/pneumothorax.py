@@ -35,15 +35,10 @@ import pandas as pd
 from medals.config import Recipe
 from medals.data.adapters import register_adapter
 from medals.data.csv import read_csv
+from medals.data.labels import show_values
 from medals.errors import MedalsError
 
 ID, RLE, PATH = "ImageId", "EncodedPixels", "dicom_path"
-SHOWN = 5
-
-
-def _show(values: list[str]) -> str:
-    shown = ", ".join(repr(v) for v in values[:SHOWN])
-    return shown + (", ..." if len(values) > SHOWN else "")
 
 
 def dicom_index(root: Path, folder: str) -> dict[str, str]:
@@ -62,7 +57,7 @@ def dicom_index(root: Path, folder: str) -> dict[str, str]:
         index[path.stem] = rel
     if clashes:
         raise MedalsError(
-            f"siim_acr: {len(clashes)} ImageIds have more than one DICOM file under {base}: {_show(clashes)}"
+            f"siim_acr: {len(clashes)} ImageIds have more than one DICOM file under {base}: {show_values(clashes)}"
         )
     return index
 
@@ -101,7 +96,7 @@ def siim_acr_frames(
     if without:
         raise MedalsError(
             f"siim_acr: {len(without)} of {len(set(ids))} ImageIds of {rle_path} have no DICOM file under "
-            f"{root / train_dir}, first: {_show(without)}"
+            f"{root / train_dir}, first: {show_values(without)}"
         )
     train[PATH] = [train_files[i] for i in ids]
     train["is_extra"] = 0
@@ -112,7 +107,7 @@ def siim_acr_frames(
         clash = sorted(set(extra[ID]) & (set(train_files) | set(test_files)))
         if clash:
             raise MedalsError(
-                f"siim_acr: {len(clash)} ImageIds of {extra_path} are competition images: {_show(clash)}"
+                f"siim_acr: {len(clash)} ImageIds of {extra_path} are competition images: {show_values(clash)}"
             )
         extra = extra.rename(columns={"path": PATH})
         extra["is_extra"] = 1
