@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -144,3 +146,25 @@ def test_default_train_augment_runs_and_varies(task):
 def test_empty_spec_means_no_augmentation():
     t = build_transform([], 16, train=True, task="multiclass")
     assert [type(op).__name__ for op in t.transforms] == ["Resize", "ChannelNormalize"]
+
+
+def test_policy_files_walks_nested_compose_ops_in_order():
+    from medals.augment.cpu import iter_ops, policy_files
+
+    spec = [
+        {"name": "PolicyFile", "path": "a.json"},
+        {
+            "name": "OneOf",
+            "transforms": [{"name": "HorizontalFlip"}, {"name": "PolicyFile", "path": "b.json"}],
+        },
+        {"name": "VerticalFlip"},
+    ]
+    assert [op["name"] for op in iter_ops(spec)] == [
+        "PolicyFile",
+        "OneOf",
+        "HorizontalFlip",
+        "PolicyFile",
+        "VerticalFlip",
+    ]
+    assert policy_files(spec) == [Path("a.json"), Path("b.json")]
+    assert policy_files(None) == []

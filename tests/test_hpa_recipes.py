@@ -374,7 +374,18 @@ def test_hpa3_model_end_to_end(hpa_data, tmp_path, monkeypatch):
         "policy_search.epochs=1",
         f"policy_search.overrides={overrides}",
     ]
+    import medals.stages.evaluate as evaluate_stage
+    import medals.stages.submit as submit_stage
+
+    loads, reads = [], []
+    load_fold_model, read_table = evaluate_stage.load_fold_model, submit_stage.read_table
+    monkeypatch.setattr(evaluate_stage, "load_fold_model", lambda *a: loads.append(a[2]) or load_fold_model(*a))
+    monkeypatch.setattr(submit_stage, "read_table", lambda layout: reads.append(1) or read_table(layout))
     assert main(argv) == 0
+    # evaluate predicts a fold's OOF and hold-out rows with one load of its model; submit (prevalence
+    # thresholds from the hold-out, test duplicates averaged, leaks replaced) reads table.parquet once.
+    assert loads == [0]  # train.folds: [0], as the seed submitted
+    assert reads == [1]
     run = tmp_path / "runs" / "hpa3_inceptionv3"
     assert (run / "policies.json").exists()
     check_submission(run / "submission.csv", data, ids)

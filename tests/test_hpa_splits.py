@@ -132,3 +132,48 @@ def test_hpa3_chunks_and_fold_mapping():
     assert set(chunks[folds == HOLDOUT].tolist()) == {10}
     trained = (folds != 2) & (folds != HOLDOUT)
     assert (trained == ~np.isin(chunks, [4, 5, 10])).all()
+
+
+def _clean_table() -> pd.DataFrame:
+    # One duplicate group: external e1 has competition c1's labels, competition c2 has others;
+    # external e2 shares no group with a competition image.
+    return pd.DataFrame(
+        {
+            "id": ["c1", "c2", "e1", "e2"],
+            "labels": ["1", "2", "1", "2"],
+            "external": [0, 0, 1, 1],
+            "dup_group": ["g", "g", "g", "h"],
+        }
+    )
+
+
+def _clean_recipe(clean: bool = True):
+    from medals.config import recipe_from_dict
+
+    split = {"method": "hpa1", "column": "external", "clean_external": clean}
+    return recipe_from_dict(
+        {"name": "t", "task": "multilabel", "data": {"num_classes": 3}, "split": split}, "t"
+    )
+
+
+def test_clean_rows_follow_the_pairs_prepare_found():
+    from medals.data.splits import clean_external_rows
+
+    # e1 was matched to c1 only (same labels): kept, although its group also holds c2.
+    pairs = pd.DataFrame({"id_a": ["c1", "c1"], "id_b": ["e1", "c2"]})
+    assert clean_external_rows(_clean_table(), _clean_recipe(), pairs).tolist() == [True, True, True, True]
+    # Matched to c2 as well (other labels): dropped, whatever c1 says. Pairs naming rows outside the
+    # table (a test image, a row split.query dropped) are ignored.
+    pairs = pd.DataFrame({"id_a": ["c1", "e1", "t9"], "id_b": ["e1", "c2", "e2"]})
+    assert clean_external_rows(_clean_table(), _clean_recipe(), pairs).tolist() == [True, True, False, True]
+    assert clean_external_rows(_clean_table(), _clean_recipe(clean=False), pairs).all()
+
+
+def test_clean_rows_without_pairs_match_within_a_group():
+    from medals.data.splits import clean_external_rows
+
+    # No pair list: every competition image of e1's group counts as matched, and c2's labels differ.
+    # (The rule before one rule served both paths kept e1, because c1 in its group had its labels.)
+    assert clean_external_rows(_clean_table(), _clean_recipe(), None).tolist() == [True, True, False, True]
+    same = _clean_table().assign(labels=["1", "1", "1", "2"])
+    assert clean_external_rows(same, _clean_recipe(), None).all()

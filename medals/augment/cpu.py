@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,23 @@ def with_base_dir(spec: list[dict] | None, base_dir: Path, run_dir: Path | None 
             op["transforms"] = with_base_dir(op["transforms"], base_dir, run_dir)
         out.append(op)
     return out
+
+
+def iter_ops(spec: list[dict] | None) -> Iterator[dict]:
+    """Every op of a spec, children (under "transforms") right after their compose op."""
+    for op in spec or []:
+        yield op
+        if isinstance(op.get("transforms"), list):
+            yield from iter_ops(op["transforms"])
+
+
+def policy_files(spec: list[dict] | None) -> list[Path]:
+    """The paths of the PolicyFile ops of a spec, in order."""
+    return [
+        Path(op["path"])
+        for op in iter_ops(spec)
+        if op.get("name") == "PolicyFile" and isinstance(op.get("path"), str)
+    ]
 
 
 def recipe_augment(recipe) -> list[dict] | None:

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from medals.config import Recipe
+from medals.data.hpa_splits import clean_external
 from medals.data.meta import value_key
 from medals.errors import MedalsError
 
@@ -87,21 +88,32 @@ def _hpa(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
     return np.where(folds < 0, HOLDOUT, folds)
 
 
-def clean_external_rows(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
-    """Keep mask of hpa1's clean variant: an external row is dropped when its duplicate group holds a
-    competition row with another label set (groups are transitive, so slightly broader than pairs)."""
+def clean_external_rows(table: pd.DataFrame, recipe: Recipe, pairs: pd.DataFrame | None = None) -> np.ndarray:
+    """Keep mask of hpa1's clean variant, the seed's rule: external images matched to competition images
+    with different labels are dropped (hpa_splits.clean_external).
+
+    Matched means a duplicate pair found by prepare (`pairs`: duplicates.parquet's id_a, id_b) when the
+    table has them, else sharing a duplicate group (data.duplicates' dup_group or a group column).
+    """
     keep = np.ones(len(table), dtype=bool)
-    groups = _duplicate_groups(table)
-    if not recipe.split.clean_external or groups is None:
+    if not recipe.split.clean_external:
         return keep
-    external = _external(table, recipe)
-    labels = table["labels"].fillna("").astype(str).map(lambda t: " ".join(sorted(t.split())))
-    for _, rows in pd.DataFrame({"g": groups, "ext": external, "labels": labels}).groupby("g"):
-        competition = set(rows.loc[~rows["ext"], "labels"])
-        if competition:
-            outside = rows["ext"] & ~rows["labels"].isin(competition)
-            keep[rows.index[outside.to_numpy()]] = False
-    return keep
+    if pairs is not None and "dup_group" in table.columns:
+        rows = pd.Series(np.arange(len(table)), index=table["id"].astype(str).to_numpy())
+        a = rows.reindex(pairs["id_a"].astype(str).to_numpy()).to_numpy()
+        b = rows.reindex(pairs["id_b"].astype(str).to_numpy()).to_numpy()
+        inside = ~(np.isnan(a) | np.isnan(b))  # pairs with a row that split.query dropped, or a test row
+        index_pairs = np.stack([a[inside], b[inside]], axis=1).astype(np.int64)
+    else:
+        groups = _duplicate_groups(table)
+        if groups is None:
+            return keep
+        external = _external(table, recipe)
+        members = pd.DataFrame({"group": groups, "row": np.arange(len(table))})
+        crossed = members[external].merge(members[~external], on="group")
+        index_pairs = crossed[["row_x", "row_y"]].to_numpy(np.int64)
+    labels = multi_hot(table["labels"], _num_classes(recipe))
+    return clean_external(labels, _external(table, recipe), index_pairs)
 
 
 def _fixed(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
@@ -235,14 +247,15 @@ def query_rows(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
     return rows
 
 
-def fold_table(table_train: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+def fold_table(table_train: pd.DataFrame, recipe: Recipe, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """id and fold of each training row that split.query keeps: the content of folds.parquet.
 
+    `pairs` are prepare's duplicate pairs (duplicates.parquet), for split.clean_external.
     Rows matching split.train_only get fold -1: every fold trains on them and none validates on
     them (e.g. external images with pseudo masks).
     """
     rows = query_rows(table_train, recipe)
-    rows = rows[clean_external_rows(rows, recipe)].reset_index(drop=True)
+    rows = rows[clean_external_rows(rows, recipe, pairs)].reset_index(drop=True)
     only = recipe.split.train_only
     extra = _matches(rows, only, "split.train_only") if only else np.zeros(len(rows), dtype=bool)
     if extra.all():

@@ -46,9 +46,9 @@ def find_duplicates(recipe: Recipe, table: pd.DataFrame, layout: RunLayout) -> p
             "distance": pairs["distance"].to_numpy(),
         }
     )
-    write_parquet(layout.root / "duplicates.parquet", named)
+    write_parquet(layout.duplicates, named)
     leaks = leak_table(table, pairs)
-    write_csv(layout.root / "leaks.csv", leaks)
+    write_csv(layout.leaks, leaks)
     groups = int(table["dup_group"].nunique())
     say(
         f"prepare: {len(named)} duplicate pairs ({', '.join(cfg.kinds)}), {len(table) - groups} images in "

@@ -34,11 +34,18 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
     num_classes = labels["num_classes"]
     positive = positive_index(recipe, labels["classes"])
     n_meta = len(meta_columns(rows))
-    frames, masks, truths, vals, per_fold = [], [], [], [], {}
+    holdout = rows[rows["fold"] == HOLDOUT].reset_index(drop=True)
+    with_holdout = len(holdout) > 0 and recipe.task != "segmentation"
+    frames, masks, truths, vals, per_fold, holdout_probs = [], [], [], [], {}, []
     for fold in fold_ids(recipe):
         val = rows[rows["fold"] == fold].reset_index(drop=True)
+        # Each fold's model is loaded once: its OOF rows and, if any, the hold-out rows none saw.
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
         probs, cls_probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
+        if with_holdout:
+            holdout_probs.append(
+                predict_rows(recipe, model, holdout, num_classes, device, with_target=True)[0]
+            )
         truth = _truth(recipe, val, num_classes)
         truths.append(truth)
         vals.append(val)
@@ -61,20 +68,15 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         if masks:
             write_npy(layout.oof_masks, np.concatenate(masks))
     report = {"folds": {str(k): v for k, v in per_fold.items()}, "pooled": pooled}
-    holdout = rows[rows["fold"] == HOLDOUT].reset_index(drop=True)
-    if len(holdout) and recipe.task != "segmentation":
-        report["holdout"] = _evaluate_holdout(recipe, layout, holdout, num_classes, positive, n_meta, device)
+    if with_holdout:
+        report["holdout"] = _score_holdout(recipe, layout, holdout, holdout_probs, num_classes, positive)
     if is_main():
         write_json(layout.metrics, report)
     return report
 
 
-def _evaluate_holdout(recipe, layout, rows, num_classes, positive, n_meta, device) -> dict:
+def _score_holdout(recipe, layout, rows, outputs, num_classes, positive) -> dict:
     """Mean over the folds' models on rows none of them saw: holdout.parquet and its metrics."""
-    outputs = []
-    for fold in fold_ids(recipe):
-        model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
-        outputs.append(predict_rows(recipe, model, rows, num_classes, device, with_target=True)[0])
     probs = np.mean(outputs, axis=0)
     if is_main():
         write_parquet(layout.holdout, prob_frame(rows["id"], probs, num_classes))

@@ -29,6 +29,30 @@ class RunLayout:
         return self.root / "channel_stats.json"
 
     @property
+    def duplicates(self) -> Path:
+        """Pairs of near-identical images (data.duplicates), written by prepare."""
+        return self.root / "duplicates.parquet"
+
+    @property
+    def leaks(self) -> Path:
+        """Test images that duplicate a labelled image, nearest match first, written by prepare."""
+        return self.root / "leaks.csv"
+
+    @property
+    def search_dir(self) -> Path:
+        """The policy search's candidate trainings."""
+        return self.root / "search"
+
+    @property
+    def neighbours_dir(self) -> Path:
+        """HPA1's metric-learning model and its embeddings."""
+        return self.root / "neighbours"
+
+    def in_run(self, relative: str) -> Path:
+        """A file the recipe names relative to the run directory (policy_search.file, submit.file)."""
+        return self.root / relative
+
+    @property
     def folds(self) -> Path:
         return self.root / "folds.parquet"
 

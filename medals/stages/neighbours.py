@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,10 +30,6 @@ from medals.stages.layout import RunLayout
 
 # Training sees flips only (HPA1's metric learning is not trained with the classifier's augmentation).
 FLIPS = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "VerticalFlip", "p": 0.5}]
-
-
-def neighbours_dir(layout: RunLayout) -> Path:
-    return layout.root / "neighbours"
 
 
 def _settings(recipe: Recipe) -> NeighboursConfig:
@@ -118,7 +113,7 @@ def _trained_model(recipe: Recipe, layout: RunLayout, train: pd.DataFrame, diges
 
     cfg = _settings(recipe)
     rows, n_identities = _identities(recipe, train)
-    path = neighbours_dir(layout) / "arcface.pt"
+    path = layout.neighbours_dir / "arcface.pt"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         model = _build_model(recipe, n_identities)
@@ -152,7 +147,7 @@ def _embeddings(recipe, layout, name, rows, key, model, device) -> np.ndarray:
     from medals.data.dataset import make_loader
     from medals.train.metric_learning import embed
 
-    folder = neighbours_dir(layout)
+    folder = layout.neighbours_dir
     path = folder / f"{name}-{key}.npy"
     if path.exists():
         cached = np.load(path, allow_pickle=False)

@@ -74,13 +74,13 @@ def _stamp(layout: RunLayout, stage: str):
     return layout.stamps / f"{stage}.json"
 
 
-def stage_state(recipe: Recipe, layout: RunLayout, stage: str) -> str:
-    """'done', 'interrupted', 'stale' or 'new'."""
+def stage_state(recipe: Recipe, layout: RunLayout, stage: str, digest: str | None = None) -> str:
+    """'done', 'interrupted', 'stale' or 'new'; `digest` is stage_digest(recipe, stage) if known."""
     path = _stamp(layout, stage)
     if not path.exists():
         return "new"
     stamp = read_json(path)
-    if stamp.get("digest") != stage_digest(recipe, stage):
+    if stamp.get("digest") != (digest or stage_digest(recipe, stage)):
         return "stale"
     return "done" if stamp.get("done") else "interrupted"
 
@@ -141,15 +141,13 @@ def run_stages(
     for stage in STAGES:
         if stage not in wanted:
             continue
-        state = run_on_main(partial(stage_state, recipe, layout, stage))
-        # Training is never skipped wholesale: each fold skips itself when its final.pt exists,
-        # so a run that asks for more folds than before trains just the missing ones.
-        if state == "done" and stage not in force and stage != "train":
+        # One digest per stage, and two round trips to rank 0: open the stage, then mark it done.
+        digest = stage_digest(recipe, stage)
+        forced = stage in force
+        state = run_on_main(partial(_open_stage, recipe, layout, stage, digest, forced, device))
+        if _skipped(stage, state, forced):
             say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
             continue
-        digest = stage_digest(recipe, stage)
-        clear = stage == "train" and (state == "stale" or stage in force)
-        run_on_main(partial(_begin, recipe, layout, stage, state, digest, clear, device))
         _run_stage(recipe, layout, stage, device)
         if state != "done":
             run_on_main(partial(_mark, layout, stage, digest, True))
@@ -161,6 +159,21 @@ def _write_config(recipe: Recipe, layout: RunLayout) -> None:
     resolved = dump_recipe(recipe)
     if not layout.config.exists() or layout.config.read_text() != resolved:
         write_text(layout.config, resolved)
+
+
+def _skipped(stage: str, state: str, forced: bool) -> bool:
+    # Training is never skipped wholesale: each fold skips itself when its final.pt exists,
+    # so a run that asks for more folds than before trains just the missing ones.
+    return state == "done" and not forced and stage != "train"
+
+
+def _open_stage(recipe: Recipe, layout: RunLayout, stage: str, digest: str, forced: bool, device) -> str:
+    """On rank 0: the stage's state and, unless it is skipped, its stamp opened (stale folds cleared)."""
+    state = stage_state(recipe, layout, stage, digest)
+    if not _skipped(stage, state, forced):
+        clear = stage == "train" and (state == "stale" or forced)
+        _begin(recipe, layout, stage, state, digest, clear, device)
+    return state
 
 
 def _begin(

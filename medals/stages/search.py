@@ -22,15 +22,11 @@ from medals.stages.common import positive_index, read_labels, say, train_rows_wi
 from medals.stages.layout import RunLayout
 
 
-def search_dir(layout: RunLayout) -> Path:
-    return layout.root / "search"
-
-
 def policies_path(recipe: Recipe, layout: RunLayout) -> Path:
     """Where the search writes its policies (policy_search.file, relative to the run directory)."""
     if recipe.policy_search is None:
         raise MedalsError("the recipe has no policy_search")
-    return layout.root / recipe.policy_search.file
+    return layout.in_run(recipe.policy_search.file)
 
 
 def candidate_recipe(recipe: Recipe) -> Recipe:
@@ -52,17 +48,9 @@ def candidate_recipe(recipe: Recipe) -> Recipe:
 
 
 def _uses_file(recipe: Recipe, path: Path) -> bool:
-    from medals.augment.cpu import recipe_augment
+    from medals.augment.cpu import policy_files, recipe_augment
 
-    def walk(spec) -> bool:
-        for op in spec or []:
-            if op.get("name") == "PolicyFile" and Path(str(op.get("path"))).resolve() == path.resolve():
-                return True
-            if isinstance(op.get("transforms"), list) and walk(op["transforms"]):
-                return True
-        return False
-
-    return walk(recipe_augment(recipe))
+    return any(used.resolve() == path.resolve() for used in policy_files(recipe_augment(recipe)))
 
 
 def _describe(policy) -> str:
@@ -85,7 +73,7 @@ def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
     rows = train_rows_with_folds(layout)
     labels = read_labels(layout)
     out = policies_path(recipe, layout)
-    work = search_dir(layout)
+    work = layout.search_dir
     score_fn = default_score_fn(
         candidate,
         rows,

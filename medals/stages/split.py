@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from medals.config import Recipe
 from medals.files import write_parquet
 from medals.stages.common import read_table, say
@@ -13,7 +15,9 @@ def run_split(recipe: Recipe, layout: RunLayout) -> None:
 
     table = read_table(layout)
     train = table[table["split"] == "train"].reset_index(drop=True)
-    folds = fold_table(train, recipe)
+    # The clean split (split.clean_external) needs prepare's duplicate pairs, where it found some.
+    pairs = pd.read_parquet(layout.duplicates) if layout.duplicates.exists() else None
+    folds = fold_table(train, recipe, pairs)
     write_parquet(layout.folds, folds)
     sizes = folds["fold"].value_counts().sort_index().to_dict()
     kept = f" ({len(folds)} of {len(train)} training rows match split.query)" if recipe.split.query else ""

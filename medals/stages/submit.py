@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -10,16 +11,35 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.stages.common import positive_index, read_labels, require, say, test_rows, train_rows
+from medals.stages.common import positive_index, read_labels, read_table, require, say
 from medals.stages.layout import RunLayout
 from medals.stages.truth import class_truth
+
+
+class TableRows:
+    """The prepared table's train and test rows, read from table.parquet at most once per submission."""
+
+    def __init__(self, layout: RunLayout):
+        self.layout = layout
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        return read_table(self.layout)
+
+    @cached_property
+    def train(self) -> pd.DataFrame:
+        return self.table[self.table["split"] == "train"].reset_index(drop=True)
+
+    @cached_property
+    def test(self) -> pd.DataFrame:
+        return self.table[self.table["split"] == "test"].reset_index(drop=True)
 
 
 def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
     test = pd.read_parquet(require(layout.test_predictions, "predict"))
     masks = np.load(layout.test_masks) if recipe.task == "segmentation" else None
     oof = pd.read_parquet(layout.oof) if layout.oof.exists() else None
-    return write_recipe_submission(recipe, layout, test, masks, oof, layout.root / recipe.submit.file)
+    return write_recipe_submission(recipe, layout, test, masks, oof, layout.in_run(recipe.submit.file))
 
 
 def write_recipe_submission(
@@ -38,13 +58,14 @@ def write_recipe_submission(
     sample = read_sample(sample_path)
     columns = [str(name).strip() for name in sample.columns[:2]]
     labels = read_labels(layout)
+    rows = TableRows(layout)
     kind = recipe.submit_kind
     if kind == "probability":
         sub = _probability(recipe, test, labels, columns)
     elif kind == "multilabel":
-        sub = _multilabel(recipe, layout, test, oof, labels, columns)
+        sub = _multilabel(recipe, layout, rows, test, oof, labels, columns)
     else:
-        sub = _rle(recipe, layout, test, masks, columns)
+        sub = _rle(recipe, rows, test, masks, columns)
     write_submission(sub, sample_path, out_path)
     say(f"submit: {len(sub)} rows -> {out_path}")
     return out_path
@@ -61,7 +82,7 @@ def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list
     return probability_submission(test["id"], test[f"p_{index}"].to_numpy(), columns)
 
 
-def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
+def _multilabel(recipe, layout, rows, test, oof, labels, columns) -> pd.DataFrame:
     from medals.post.decisions import multilabel_decisions
     from medals.post.submission import multilabel_submission
 
@@ -69,8 +90,8 @@ def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
     cols = [f"p_{k}" for k in range(num_classes)]
     probs = test[cols].to_numpy()
     if recipe.submit.average_duplicates:
-        probs = _average_test_duplicates(layout, test["id"], probs)
-    thresholds = _thresholds(recipe, layout, oof, probs, num_classes)
+        probs = _average_test_duplicates(rows, test["id"], probs)
+    thresholds = _thresholds(recipe, layout, rows, oof, probs, num_classes)
     say("submit: per-class thresholds " + " ".join(f"{t:.2f}" for t in thresholds))
     decisions = multilabel_decisions(probs, thresholds, recipe.submit.always_top1)
     if recipe.submit.neighbours is not None:
@@ -79,11 +100,11 @@ def _multilabel(recipe, layout, test, oof, labels, columns) -> pd.DataFrame:
         # None: CUDA when there is one, else the CPU.
         decisions, _ = apply_neighbours(recipe, layout, test["id"], decisions, None)
     if recipe.submit.replace_leaks:
-        decisions = _replace_leaks(layout, test["id"], decisions, num_classes)
+        decisions = _replace_leaks(layout, rows, test["id"], decisions, num_classes)
     return multilabel_submission(test["id"], decisions, columns)
 
 
-def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
+def _thresholds(recipe, layout, rows, oof, test_probs, num_classes) -> np.ndarray:
     """Per-class thresholds: best F1 on OOF, a fixed number, or matched to a prevalence (HPA)."""
     from medals.post.metrics import search_thresholds
     from medals.post.thresholds import prevalence_thresholds, train_prevalence
@@ -97,11 +118,11 @@ def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
             raise MedalsError(
                 "submit.threshold is 'oof' but there are no OOF predictions: run `medals evaluate`"
             )
-        train = train_rows(layout).set_index("id").loc[oof["id"]].reset_index()
+        train = rows.train.set_index("id").loc[oof["id"]].reset_index()
         return search_thresholds(class_truth(recipe, train, num_classes), oof[cols].to_numpy())
     if rule == "prevalence_train":
         # HPA1: the test's predicted-positive rate of each class matches the training labels' rate.
-        rates = train_prevalence(class_truth(recipe, train_rows(layout), num_classes))
+        rates = train_prevalence(class_truth(recipe, rows.train, num_classes))
         return prevalence_thresholds(test_probs, rates)
     # prevalence_holdout (HPA3): thresholds at which the hold-out's predicted rate matches its true rate.
     if not layout.holdout.exists():
@@ -110,26 +131,28 @@ def _thresholds(recipe, layout, oof, test_probs, num_classes) -> np.ndarray:
             "use split.method hpa3 and run `medals evaluate`"
         )
     holdout = pd.read_parquet(layout.holdout)
-    rows = train_rows(layout).set_index("id").loc[holdout["id"]].reset_index()
-    rates = train_prevalence(class_truth(recipe, rows, num_classes))
+    held = rows.train.set_index("id").loc[holdout["id"]].reset_index()
+    rates = train_prevalence(class_truth(recipe, held, num_classes))
     return prevalence_thresholds(holdout[cols].to_numpy(), rates)
 
 
-def _average_test_duplicates(layout, ids: pd.Series, probs: np.ndarray) -> np.ndarray:
+def _average_test_duplicates(rows: TableRows, ids: pd.Series, probs: np.ndarray) -> np.ndarray:
     from medals.post.thresholds import average_duplicates
 
-    groups = _test_table(layout, ids, "submit.average_duplicates")["dup_group"].to_numpy()
+    groups = _test_table(rows, ids, "submit.average_duplicates")["dup_group"].to_numpy()
     return average_duplicates(probs, groups)
 
 
-def _replace_leaks(layout, ids: pd.Series, decisions: np.ndarray, num_classes: int) -> np.ndarray:
+def _replace_leaks(
+    layout, rows: TableRows, ids: pd.Series, decisions: np.ndarray, num_classes: int
+) -> np.ndarray:
     """Test images that duplicate a labelled image take its labels (nearest match first)."""
     from medals.data.splits import multi_hot
     from medals.post.thresholds import replace_leaks
 
-    _test_table(layout, ids, "submit.replace_leaks")
-    leaks = pd.read_csv(layout.root / "leaks.csv", dtype={"test_id": str, "labelled_id": str})
-    train = train_rows(layout)
+    _test_table(rows, ids, "submit.replace_leaks")
+    leaks = pd.read_csv(layout.leaks, dtype={"test_id": str, "labelled_id": str})
+    train = rows.train
     test_index = pd.Series(range(len(ids)), index=ids.astype(str).to_numpy())
     labelled_index = pd.Series(range(len(train)), index=train["id"].astype(str).to_numpy())
     leaks = leaks[leaks["test_id"].isin(test_index.index) & leaks["labelled_id"].isin(labelled_index.index)]
@@ -142,19 +165,19 @@ def _replace_leaks(layout, ids: pd.Series, decisions: np.ndarray, num_classes: i
     return out
 
 
-def _test_table(layout, ids: pd.Series, key: str) -> pd.DataFrame:
-    table = test_rows(layout)
+def _test_table(rows: TableRows, ids: pd.Series, key: str) -> pd.DataFrame:
+    table = rows.test
     if "dup_group" not in table.columns:
         raise MedalsError(f"{key} needs duplicate groups: set data.duplicates and run `medals prepare`")
     return table.set_index("id").loc[ids.astype(str)].reset_index()
 
 
-def _rle(recipe, layout, test, masks, columns) -> pd.DataFrame:
+def _rle(recipe, rows: TableRows, test, masks, columns) -> pd.DataFrame:
     from medals.post.decisions import threshold_masks
     from medals.post.submission import rle_submission
 
     keep = _gate(recipe, test)
-    sizes = test_rows(layout).set_index("id").loc[test["id"], ["height", "width"]].to_numpy()
+    sizes = rows.test.set_index("id").loc[test["id"], ["height", "width"]].to_numpy()
     full = []
     for probs, (height, width), kept in zip(masks, sizes, keep, strict=True):
         if not kept:
