@@ -14,3 +14,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def offline_timm(monkeypatch):
+    """No hub here: timm's 'pretrained' weights are stood in for by a seeded random model, the same on
+    every call, so two builds of one backbone get the same 'pretrained' tensors."""
+    import timm
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        torch.manual_seed(123)
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    return offline

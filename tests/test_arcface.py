@@ -173,3 +173,35 @@ def test_replacement_only_above_threshold():
     assert not replaced.any() and np.array_equal(new, pred)
     with pytest.raises(MedalsError):
         replace_by_neighbour(pred, neighbour_labels[:, :2], index, cosine)
+
+
+def test_embedding_stem_is_the_classifiers_for_the_same_pretrained_backbone(offline_timm):
+    from medals.config import ModelConfig
+    from medals.models.classifier import Classifier
+
+    classifier = Classifier.from_config(ModelConfig(backbone="resnet18", in_chans=4, pretrained=True), 28)
+    net = EmbeddingNet("resnet18", 16, in_chans=4, pretrained=True)
+    stem, reference = net.backbone.conv1.weight, classifier.backbone.conv1.weight
+    assert stem.shape[1] == 4
+    assert torch.equal(stem, reference)
+    assert torch.equal(stem[:, 3], stem[:, 0])  # the 4th channel: an unscaled copy of red, not timm's rule
+    assert torch.equal(net.backbone.layer4[1].conv2.weight, classifier.backbone.layer4[1].conv2.weight)
+
+
+def test_embedding_backbone_loads_a_local_weights_file_as_the_classifier_does(tmp_path):
+    import timm
+
+    from medals.config import recipe_from_dict
+    from medals.models.factory import create_model
+
+    torch.manual_seed(5)
+    rgb = timm.create_model("resnet18", num_classes=10)  # an RGB checkpoint with its own classifier
+    path = tmp_path / "resnet18.pth"
+    torch.save(rgb.state_dict(), path)
+    tree = {"name": "t", "task": "multilabel", "data": {"num_classes": 28}}
+    tree["model"] = {"backbone": "resnet18", "in_chans": 4, "weights": str(path)}
+    classifier = create_model(recipe_from_dict(tree, "t"), 28)
+    net = EmbeddingNet("resnet18", 16, in_chans=4, weights=path)
+    assert torch.equal(net.backbone.conv1.weight, classifier.backbone.conv1.weight)
+    assert torch.equal(net.backbone.conv1.weight[:, :3], rgb.conv1.weight)
+    assert torch.equal(net.backbone.layer2[0].bn1.running_var, rgb.layer2[0].bn1.running_var)

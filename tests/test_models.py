@@ -248,20 +248,10 @@ def test_copy_to_features_matches_flattened_names():
     )
 
 
-def test_pretrained_four_channel_stem_keeps_rgb_and_an_unscaled_red_copy(monkeypatch):
-    """No hub here: 'pretrained' weights are stood in for by a seeded random RGB model."""
-    import timm
-
+def test_pretrained_four_channel_stem_keeps_rgb_and_an_unscaled_red_copy(offline_timm):
     from medals.models.weights import create_timm_backbone
 
-    real = timm.create_model
-
-    def offline(name, pretrained=False, **kwargs):
-        torch.manual_seed(123)
-        return real(name, pretrained=False, **kwargs)
-
-    monkeypatch.setattr(timm, "create_model", offline)
-    rgb = offline("resnet18", pretrained=True, num_classes=0, in_chans=3)
+    rgb = offline_timm("resnet18", pretrained=True, num_classes=0, in_chans=3)
     four = create_timm_backbone("resnet18", pretrained=True, in_chans=4)
     weight, reference = four.conv1.weight.detach(), rgb.conv1.weight.detach()
     assert weight.shape[1] == 4

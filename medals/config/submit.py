@@ -18,6 +18,9 @@ class NeighboursConfig(Strict):
     reference_query: str | None = None  # pandas query choosing reference training rows; None: all of them
     backbone: str = "resnet50"
     pretrained: bool = False
+    # A local weights file for the embedding backbone (as model.weights: relative to the recipe's folder,
+    # then the working directory), loaded as the classifier loads its own.
+    weights: str | None = None
     embedding_dim: int = Field(512, ge=1)
     s: float = 30.0
     m: float = 0.5

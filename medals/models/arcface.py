@@ -8,6 +8,7 @@ similar external image (``medals.train.metric_learning``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import timm
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medals.errors import MedalsError
+from medals.models.weights import create_timm_backbone, load_local_weights
 
 
 class ArcMarginProduct(nn.Module):
@@ -67,15 +69,27 @@ class ArcMarginProduct(nn.Module):
 
 
 class EmbeddingNet(nn.Module):
-    """timm backbone (num_classes=0, pooled features) -> Linear -> BatchNorm1d -> L2-normalised embedding."""
+    """timm backbone (num_classes=0, pooled features) -> Linear -> BatchNorm1d -> L2-normalised embedding.
+
+    The backbone is built as the classifier's is (medals.models.weights): a pretrained 4-channel stem
+    keeps the RGB filters and adds a copy of the red ones, and a local `weights` file (in place of the
+    hub's) is loaded with the same key matching and first-conv adaptation.
+    """
 
     def __init__(
-        self, backbone: str, embedding_dim: int = 512, in_chans: int = 4, pretrained: bool = False
+        self,
+        backbone: str,
+        embedding_dim: int = 512,
+        in_chans: int = 4,
+        pretrained: bool = False,
+        weights: str | Path | None = None,
     ) -> None:
         super().__init__()
         if not timm.is_model(backbone):
             raise MedalsError(f"backbone {backbone!r} is not a timm model name (see timm.list_models)")
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+        self.backbone = create_timm_backbone(backbone, pretrained and weights is None, in_chans)
+        if weights is not None:
+            load_local_weights(self.backbone, weights)
         self.num_features = int(self.backbone.num_features)
         self.embedding_dim = embedding_dim
         self.fc = nn.Linear(self.num_features, embedding_dim)

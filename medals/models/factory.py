@@ -14,13 +14,18 @@ from medals.models.segmenter import Segmenter
 from medals.models.weights import copy_to_features, load_local_weights
 
 
-def _weights_path(recipe: Recipe) -> Path:
-    """model.weights, relative paths tried against the recipe's folder, then the working directory."""
-    raw = Path(recipe.model.weights or "")
+def weights_file(recipe: Recipe, value: str, key: str = "model.weights") -> Path:
+    """A weights file a recipe names under `key`: relative paths tried against the recipe's folder, then
+    the working directory."""
+    raw = Path(value)
     for candidate in (raw,) if raw.is_absolute() else (recipe.base_dir / raw, raw):
         if candidate.is_file():
             return candidate
-    raise MedalsError(f"model.weights file {recipe.model.weights} does not exist")
+    raise MedalsError(f"{key} file {value} does not exist")
+
+
+def _weights_path(recipe: Recipe) -> Path:
+    return weights_file(recipe, recipe.model.weights or "")
 
 
 def create_model(

@@ -50,8 +50,18 @@ def _batch_size(recipe: Recipe) -> int:
 def neighbours_digest(recipe: Recipe, layout: RunLayout) -> str:
     """Digest of what the trained embedding depends on: settings (not the threshold) and the table."""
     cfg = _settings(recipe)
+    # Without a weights file the settings digest as they did before the key existed.
+    settings = cfg.model_dump(
+        mode="json", exclude={"threshold"} | ({"weights"} if cfg.weights is None else set())
+    )
+    if cfg.weights is not None:
+        from medals.models.factory import weights_file
+
+        settings["weights"] = hashlib.sha256(
+            weights_file(recipe, cfg.weights, "submit.neighbours.weights").read_bytes()
+        ).hexdigest()
     payload = {
-        "neighbours": cfg.model_dump(mode="json", exclude={"threshold"}),
+        "neighbours": settings,
         "image_size": _image_size(recipe),
         "batch_size": _batch_size(recipe),
         "in_chans": recipe.model.in_chans,
@@ -99,9 +109,11 @@ def _identities(recipe: Recipe, train: pd.DataFrame) -> tuple[pd.DataFrame, int]
 
 def _build_model(recipe: Recipe, n_identities: int):
     from medals.models.arcface import ArcFaceModel, EmbeddingNet
+    from medals.models.factory import weights_file
 
     cfg = _settings(recipe)
-    net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, recipe.model.in_chans, cfg.pretrained)
+    weights = weights_file(recipe, cfg.weights, "submit.neighbours.weights") if cfg.weights else None
+    net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, recipe.model.in_chans, cfg.pretrained, weights)
     return ArcFaceModel(net, n_identities, s=cfg.s, m=cfg.m)
 
 
