@@ -379,7 +379,9 @@ def test_hpa3_model_end_to_end(hpa_data, tmp_path, monkeypatch):
 
     loads, reads = [], []
     load_fold_model, read_table = evaluate_stage.load_fold_model, submit_stage.read_table
-    monkeypatch.setattr(evaluate_stage, "load_fold_model", lambda *a: loads.append(a[2]) or load_fold_model(*a))
+    monkeypatch.setattr(
+        evaluate_stage, "load_fold_model", lambda *a: loads.append(a[2]) or load_fold_model(*a)
+    )
     monkeypatch.setattr(submit_stage, "read_table", lambda layout: reads.append(1) or read_table(layout))
     assert main(argv) == 0
     # evaluate predicts a fold's OOF and hold-out rows with one load of its model; submit (prevalence

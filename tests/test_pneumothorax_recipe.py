@@ -42,7 +42,14 @@ SEGMENTATION = {
     "seg_unet_ef5_768": ("unet", "efficientnet-b5", 768, 4, False),
     "seg_deeplab_se50_1024": ("deeplabv3plus", "se_resnext50_32x4d", 1024, 4, False),
 }
-CLASSIFICATION = {"cls_unet_se50_768": (768, 16), "cls_unet_se50_1024": (1024, 8)}
+# Classification (gate) runs: recipe name -> (image size, train batch, smp encoder, CheXpert rows added).
+CLASSIFICATION = {
+    "cls_unet_se50_768": (768, 16, "se_resnext50_32x4d", False),
+    "cls_unet_se50_1024": (1024, 8, "se_resnext50_32x4d", False),
+    "cls_unet_ef3_1024": (1024, 16, "efficientnet-b3", False),
+    "cls_unet_se50_768_chexpert": (768, 16, "se_resnext50_32x4d", True),
+}
+CHEXPERT_CSV = "chexpert/chexpert-pseudo.csv"  # where the CheXpert recipe expects the user's pseudo labels
 
 
 def recipe_file(name: str) -> Path:
@@ -52,7 +59,7 @@ def recipe_file(name: str) -> Path:
 # ---- (a) the recipes ------------------------------------------------------------------------------
 
 
-def test_folder_is_the_ensemble_of_five_models_gated_by_two():
+def test_folder_is_the_ensemble_of_five_models_gated_by_four():
     plan = make_plan(RECIPES)
     assert plan.ensemble is not None and plan.ensemble.method == "mean"
     assert [p.stem for p in plan.recipes] == list(SEGMENTATION)
@@ -126,13 +133,16 @@ def test_deeplab_encoder_runs_at_output_stride_8():
 
 @pytest.mark.parametrize("name", list(CLASSIFICATION))
 def test_classification_recipe(name):
-    size, batch = CLASSIFICATION[name]
+    size, batch, backbone, chexpert = CLASSIFICATION[name]
     recipe = load_recipe(recipe_file(name))
     _common(recipe, name, size, batch)
     assert recipe.split.query is None and recipe.split.method == "stratified"  # all images
     assert recipe.split.n_folds == 5
     model = recipe.model
-    assert (model.arch, model.backbone, model.cls_head) == ("unet", "se_resnext50_32x4d", True)
+    assert (model.arch, model.backbone, model.cls_head) == ("unet", backbone, True)
+    # CheXpert images with pseudo labels train in every fold and are never validated on.
+    assert recipe.data.adapter_params["extra_csv"] == (CHEXPERT_CSV if chexpert else None)
+    assert recipe.split.train_only == ("is_extra == 1" if chexpert else None)
     terms = [(t.name, t.output, t.weight, t.params) for t in recipe.loss]
     assert terms == [
         ("focal", "cls", 1.0, {"gamma": 2.0}),
@@ -351,7 +361,24 @@ def miniature_competition(root: Path) -> dict[str, list[str]]:
     recipe = load_recipe(recipe_file("seg_unet_se50_1024"))
     sample = pd.DataFrame({"ImageId": test_ids[::-1], "EncodedPixels": "-1"})
     sample.to_csv(root / recipe.data.sample_submission, index=False)
-    return {"train": train_ids, "test": test_ids, "positive": several + single}
+    return {"train": train_ids, "test": test_ids, "positive": several + single, "extra": chexpert(root)}
+
+
+def chexpert(root: Path) -> list[str]:
+    """What a user puts at the CheXpert recipe's extra_csv: 256 px PNG films, two with a pseudo mask."""
+    rle = real_siim_rle()
+    masks = rle[rle["EncodedPixels"] != "-1"]["EncodedPixels"].tolist()[-2:]
+    folder = root / "chexpert"
+    folder.mkdir()
+    rows = []
+    for k in range(4):
+        mask = decode(masks[k], (SIZE, SIZE), "siim") if k < 2 else np.zeros((SIZE, SIZE), np.uint8)
+        small = cv2.resize(mask, (256, 256), interpolation=cv2.INTER_NEAREST)
+        film = cv2.resize(chest_film(40 + k, mask), (256, 256), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / f"chex{k}.png"), film)
+        rows.append((f"chex{k}", encode(small, "siim") if small.any() else "-1", f"chexpert/chex{k}.png"))
+    pd.DataFrame(rows, columns=["ImageId", "EncodedPixels", "path"]).to_csv(root / CHEXPERT_CSV, index=False)
+    return [row[0] for row in rows]
 
 
 SCALED_DOWN = [
@@ -426,4 +453,13 @@ def test_real_recipes_end_to_end(tmp_path, monkeypatch):
         expected = ids["train"] if name in CLASSIFICATION else ids["positive"]
         assert sorted(oof["id"]) == sorted(expected)  # segmentation folds: positive images only
         assert (run / "fold0" / "swa.pt").is_file()
+        table = pd.read_parquet(run / "table.parquet")
+        folds = pd.read_parquet(run / "folds.parquet").set_index("id")["fold"]
+        if CLASSIFICATION.get(name, (0, 0, "", False))[3]:
+            # The CheXpert rows are in the table and train in every fold (-1), never in the OOF rows.
+            assert set(ids["extra"]) <= set(table["id"])
+            assert (folds.loc[ids["extra"]] == -1).all()
+            assert not set(ids["extra"]) & set(oof["id"])
+        else:
+            assert not set(ids["extra"]) & set(table["id"])
         assert np.load(run / "test_masks.npy").shape[0] == len(ids["test"])
