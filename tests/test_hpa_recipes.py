@@ -383,6 +383,13 @@ def test_hpa3_model_end_to_end(hpa_data, tmp_path, monkeypatch):
         evaluate_stage, "load_fold_model", lambda *a: loads.append(a[2]) or load_fold_model(*a)
     )
     monkeypatch.setattr(submit_stage, "read_table", lambda layout: reads.append(1) or read_table(layout))
+    run_submit = submit_stage.run_submit
+
+    def counted_submit(recipe, layout):
+        reads.clear()  # the reads of the submit stage alone (the check before training reads it too)
+        return run_submit(recipe, layout)
+
+    monkeypatch.setattr(submit_stage, "run_submit", counted_submit)
     assert main(argv) == 0
     # evaluate predicts a fold's OOF and hold-out rows with one load of its model; submit (prevalence
     # thresholds from the hold-out, test duplicates averaged, leaks replaced) reads table.parquet once.

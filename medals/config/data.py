@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medals.config.base import RleFormat, Strict
 
@@ -71,3 +71,22 @@ class DataConfig(Strict):
     cache_size: int | None = None  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, value: Any) -> Any:
+        # Labels are compared as the text of the CSV cell (1.0 -> "1"), so integer and boolean class
+        # lists, as `classes: [0, 1]` gives them, are that text too.
+        if isinstance(value, list):
+            return [_cell_text(v) for v in value]
+        return value
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return value

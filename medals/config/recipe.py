@@ -52,6 +52,13 @@ class Recipe(Strict):
             raise ValueError("model.aux_head needs model.head 'attention'")
         if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
             raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        submit = self.submit
+        if submit.target_class is not None and submit.target_classes is not None:
+            raise ValueError("give submit.target_class or submit.target_classes, not both")
+        if submit.target_classes is not None and not submit.target_classes:
+            raise ValueError("submit.target_classes lists no class")
+        if self.submit_kind == "label" and self.task != "multiclass":
+            raise ValueError("submit.kind 'label' (the most probable class) is for task multiclass")
         if self.train.swa is not None:
             bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
             if bad:

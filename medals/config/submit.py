@@ -32,8 +32,11 @@ class NeighboursConfig(Strict):
 
 
 class SubmitConfig(Strict):
-    kind: Literal["probability", "multilabel", "rle"] | None = None  # default by task
-    target_class: str | int | None = None  # probability: which class's probability
+    # default by task; "label": the most probable class's name per row (multiclass)
+    kind: Literal["probability", "label", "multilabel", "rle"] | None = None
+    target_class: str | int | None = None  # probability: which class's probability (a name, or an index)
+    # probability: the sum of these classes' probabilities, e.g. [2, 3] for P(grade >= 2)
+    target_classes: list[str | int] | None = None
     # multilabel: "oof" (best F1 per class on OOF), a number, or matched to a prevalence: the training
     # labels' rate on the test predictions (HPA1), or the hold-out's true rate on its predictions (HPA3)
     threshold: float | Literal["oof", "prevalence_train", "prevalence_holdout"] = "oof"

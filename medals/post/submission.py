@@ -39,6 +39,13 @@ def probability_submission(ids: Iterable, probs_1d: np.ndarray, columns: Sequenc
     return pd.DataFrame({id_col: _ids(ids, len(probs)), value_col: probs})
 
 
+def label_submission(ids: Iterable, names: Sequence, columns: Sequence[str]) -> pd.DataFrame:
+    """One class name per id (the predicted class of a multi-class task)."""
+    id_col, value_col = _check_columns(columns)
+    names = [str(name) for name in names]
+    return pd.DataFrame({id_col: _ids(ids, len(names)), value_col: names})
+
+
 def multilabel_submission(ids: Iterable, decisions: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
     """Space-separated ascending label ids of each row's positive classes ("" when none)."""
     id_col, value_col = _check_columns(columns)

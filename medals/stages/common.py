@@ -76,10 +76,17 @@ def positive_index(recipe: Recipe, classes: list[str] | None) -> int | None:
     target = recipe.submit.target_class
     if target is None or recipe.task != "multiclass":
         return None
+    return class_index(target, classes, "submit.target_class")
+
+
+def class_index(target: str | int, classes: list[str] | None, key: str) -> int:
+    """A class named by a recipe key: an int is an index into the class list, a string a class name."""
     if isinstance(target, int):
+        if classes is not None and not 0 <= target < len(classes):
+            raise MedalsError(f"{key} {target} is not a class index (0..{len(classes) - 1})")
         return target
     if classes is None or target not in classes:
-        raise MedalsError(f"submit.target_class '{target}' is not one of the classes {classes}")
+        raise MedalsError(f"{key} '{target}' is not one of the classes {classes}")
     return classes.index(target)
 
 

@@ -10,9 +10,9 @@ import pandas as pd
 from medals.config import GateSpec, Recipe
 from medals.errors import MedalsError
 from medals.files import write_npy, write_parquet
-from medals.stages.common import positive_index, read_labels, require, say
+from medals.stages.common import read_labels, require, say
 from medals.stages.layout import RunLayout
-from medals.stages.submit import write_recipe_submission
+from medals.stages.submit import SUBMITTED, submitted_probability, write_recipe_submission
 
 
 def run_ensemble(
@@ -33,7 +33,8 @@ def run_ensemble(
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
-    if first.task == "multiclass" and first.submit_kind == "probability":
+    submitted_only = first.task == "multiclass" and first.submit_kind == "probability"
+    if submitted_only:
         tests = _submitted_class_only(recipes, layouts, tests)
     masks = None
     if first.task == "segmentation":
@@ -52,6 +53,8 @@ def run_ensemble(
         raise MedalsError("an ensemble gate is for segmentation recipes only")
     else:
         test = combine(tests, method=method, weights=weights)
+        if submitted_only:
+            test = test.rename(columns={"p_0": SUBMITTED})
     write_parquet(out_dir / "test.parquet", test)
     oof = None
     if first.task == "multilabel" and all(layout.oof.exists() for layout in layouts):
@@ -97,18 +100,16 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
 
 
 def _submitted_class_only(recipes, layouts, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """Each member's probability of its submit.target_class, under the first member's column name.
+    """Each member's submitted probability (of its target class, or the sum of its target classes).
 
     Members may have different label spaces (the melanoma set mixes 9- and 4-class models); what is
     ensembled is the probability each one submits.
     """
-    columns = []
-    for recipe, layout in zip(recipes, layouts, strict=True):
-        index = positive_index(recipe, read_labels(layout)["classes"])
-        columns.append(f"p_{1 if index is None else index}")
+    # Combined as "p_0" (blend.combine averages p_* columns), then named SUBMITTED for the first member's
+    # submission, which takes it as it is instead of its own target classes.
     return [
-        frame[["id", column]].rename(columns={column: columns[0]})
-        for frame, column in zip(frames, columns, strict=True)
+        pd.DataFrame({"id": frame["id"], "p_0": submitted_probability(recipe, frame, read_labels(layout))})
+        for recipe, layout, frame in zip(recipes, layouts, frames, strict=True)
     ]
 
 

@@ -144,7 +144,8 @@ def run_stages(
         # One digest per stage, and two round trips to rank 0: open the stage, then mark it done.
         digest = stage_digest(recipe, stage)
         forced = stage in force
-        state = run_on_main(partial(_open_stage, recipe, layout, stage, digest, forced, device))
+        then_submit = "submit" in wanted
+        state = run_on_main(partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit))
         if _skipped(stage, state, forced):
             say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
             continue
@@ -167,9 +168,29 @@ def _skipped(stage: str, state: str, forced: bool) -> bool:
     return state == "done" and not forced and stage != "train"
 
 
-def _open_stage(recipe: Recipe, layout: RunLayout, stage: str, digest: str, forced: bool, device) -> str:
-    """On rank 0: the stage's state and, unless it is skipped, its stamp opened (stale folds cleared)."""
+def _open_stage(
+    recipe: Recipe,
+    layout: RunLayout,
+    stage: str,
+    digest: str,
+    forced: bool,
+    device,
+    then_submit: bool = False,
+) -> str:
+    """On rank 0: the stage's state and, unless it is skipped, its stamp opened (stale folds cleared).
+
+    Before training that is not done, everything that can fail without training is checked (the model,
+    data path, transforms, weights file; with submit to follow, the sample submission against the test
+    table), so a recipe that cannot finish stops in seconds with its sentence.
+    """
     state = stage_state(recipe, layout, stage, digest)
+    if stage == "train" and state != "done":
+        from medals.stages.submit import check_sample_submission
+        from medals.stages.train import check_train
+
+        if then_submit:
+            check_sample_submission(recipe, layout)
+        check_train(with_dataset_stats(recipe, layout), layout, device)
     if not _skipped(stage, state, forced):
         clear = stage == "train" and (state == "stale" or forced)
         _begin(recipe, layout, stage, state, digest, clear, device)
@@ -183,7 +204,8 @@ def _begin(
 
     if clear:
         # Nothing is lost to a recipe that cannot train: its error comes before the old folds go.
-        check_train(with_dataset_stats(recipe, layout), layout, device)
+        if state == "done":  # (not done: _open_stage checked it already)
+            check_train(with_dataset_stats(recipe, layout), layout, device)
         clear_train(recipe, layout)
     if state != "done":
         _mark(layout, stage, digest, False)

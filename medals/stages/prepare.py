@@ -14,6 +14,12 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
     table = build_table(recipe)
     classes = resolved_classes(recipe, table)
     num_classes = 1 if recipe.task == "segmentation" else (recipe.data.num_classes or len(classes or []))
+    if recipe.task == "multiclass" and not recipe.data.classes:
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        say(
+            f"prepare: data.classes not set: {len(classes)} classes read from column "
+            f"'{recipe.data.label_column}' of {recipe.data.train_csv} ({shown}); set data.classes to fix the order"
+        )
     if recipe.data.cache_size:
         from medals.data.cache import build_cache
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.stages.common import positive_index, read_labels, read_table, require, say
+from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
 from medals.stages.layout import RunLayout
 from medals.stages.truth import class_truth
 
@@ -33,6 +33,35 @@ class TableRows:
     @cached_property
     def test(self) -> pd.DataFrame:
         return self.table[self.table["split"] == "test"].reset_index(drop=True)
+
+
+def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
+    """Before any training: the sample submission exists, has an id and one value column, and lists
+    exactly the test images of the prepared table, so a mismatch costs seconds, not a trained model."""
+    from medals.post.submission import read_sample
+
+    if recipe.data.sample_submission is None:
+        raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
+    path = recipe.data_root / recipe.data.sample_submission
+    sample = read_sample(path)
+    if sample.shape[1] != 2:
+        names = ", ".join(str(name).strip() for name in sample.columns)
+        raise MedalsError(
+            f"sample submission {path} has {sample.shape[1]} columns ({names}); medals writes an id and one value"
+        )
+    test_ids = TableRows(layout).test["id"].astype(str)
+    sample_ids = sample.iloc[:, 0].astype(str)
+    unknown = sample_ids[~sample_ids.isin(test_ids)].unique()
+    if len(unknown):
+        raise MedalsError(
+            f"sample submission {path} lists {len(unknown)} id(s) that are not test images of the table "
+            f"(first: {', '.join(unknown[:3])}): check data.test_csv and data.test_image_path"
+        )
+    unlisted = test_ids[~test_ids.isin(sample_ids)].unique()
+    if len(unlisted):
+        raise MedalsError(
+            f"{len(unlisted)} test image(s) are not in sample submission {path} (first: {', '.join(unlisted[:3])})"
+        )
 
 
 def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
@@ -62,6 +91,8 @@ def write_recipe_submission(
     kind = recipe.submit_kind
     if kind == "probability":
         sub = _probability(recipe, test, labels, columns)
+    elif kind == "label":
+        sub = _label(test, labels, columns)
     elif kind == "multilabel":
         sub = _multilabel(recipe, layout, rows, test, oof, labels, columns)
     else:
@@ -71,15 +102,49 @@ def write_recipe_submission(
     return out_path
 
 
+# The column of an ensemble's test frame that holds the combined probability each member submits.
+SUBMITTED = "p_submitted"
+
+
+def submitted_classes(recipe: Recipe, labels: dict) -> list[int]:
+    """The class indices whose probabilities a probability submission sums: submit.target_classes, or
+    the one of submit.target_class, or class 1 of a two-class task."""
+    classes = labels["classes"]
+    if recipe.submit.target_classes is not None:
+        return [
+            class_index(target, classes, "submit.target_classes") for target in recipe.submit.target_classes
+        ]
+    index = positive_index(recipe, classes)
+    if index is None:
+        if labels["num_classes"] != 2:
+            raise MedalsError(
+                "submit.target_class must name the class whose probability is submitted "
+                "(or submit.target_classes the classes whose probabilities are summed)"
+            )
+        index = 1
+    return [index]
+
+
+def submitted_probability(recipe: Recipe, test: pd.DataFrame, labels: dict) -> np.ndarray:
+    if SUBMITTED in test.columns:
+        return test[SUBMITTED].to_numpy()
+    columns = [f"p_{k}" for k in submitted_classes(recipe, labels)]
+    return test[columns].to_numpy(dtype=np.float64).sum(axis=1)
+
+
 def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
     from medals.post.submission import probability_submission
 
-    index = positive_index(recipe, labels["classes"])
-    if index is None:
-        if labels["num_classes"] != 2:
-            raise MedalsError("submit.target_class must name the class whose probability is submitted")
-        index = 1
-    return probability_submission(test["id"], test[f"p_{index}"].to_numpy(), columns)
+    return probability_submission(test["id"], submitted_probability(recipe, test, labels), columns)
+
+
+def _label(test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
+    """The most probable class's name per row (a multi-class competition that scores labels)."""
+    from medals.post.submission import label_submission
+
+    probs = test[[f"p_{k}" for k in range(labels["num_classes"])]].to_numpy()
+    names = np.asarray(labels["classes"], dtype=object)[probs.argmax(axis=1)]
+    return label_submission(test["id"], names, columns)
 
 
 def _multilabel(recipe, layout, rows, test, oof, labels, columns) -> pd.DataFrame:
