@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="output folder (default: the ensemble file's, else runs/ensemble)"
     )
 
+    init = verbs.add_parser(
+        "init",
+        help="inspect a competition folder and write a commented starting recipe",
+        description="Find the CSVs, the id and target columns, the task, the images and their size in a "
+        "competition folder, and write a recipe that runs as written, each choice commented.",
+    )
+    init.add_argument("folder", type=Path, help="the competition folder (CSVs, sample submission, images)")
+    init.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="settle a choice or change a key, e.g. data.label_column=grade",
+    )
+    init.add_argument("--out", type=Path, help="recipe file to write (default: FOLDER/recipe.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite the recipe file if it exists")
+
     demo = verbs.add_parser(
         "demo",
         help="generate small competitions and run the whole pipeline on each (CPU)",
@@ -109,6 +125,11 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.verb == "ensemble":
         return distributed.run_on_main(lambda: _ensemble(args))
+    if args.verb == "init":
+        from medals.stages.init import run_init
+
+        run_init(args.folder, args.out, list(args.overrides), force=args.force)
+        return 0
     overrides = list(args.overrides)
     if args.verb == "train" and args.fold:
         overrides.append(f"train.folds=[{','.join(str(k) for k in args.fold)}]")

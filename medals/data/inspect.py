@@ -1,0 +1,305 @@
+"""What a competition folder holds, read the way `medals init` needs it: its CSVs, the id and target
+columns, the task and the submission's kind, metadata and grouping columns (images: inspect_images).
+
+Each finding carries the reason it was chosen, which init writes beside the key. Where the folder leaves a
+choice open (two candidate target columns, no sample submission), the error names the candidates and the
+key that settles it, to pass as an override (`medals init DIR data.label_column=grade`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medals.data.labels import show_values
+from medals.data.meta import value_key
+from medals.errors import MedalsError
+
+GROUP_NAMES = re.compile(r"patient|subject|group|case|study|individual|person", re.IGNORECASE)
+RLE_NAMES = re.compile(r"encoded|pixel|rle|mask", re.IGNORECASE)
+_RLE = re.compile(r"^\s*(-1|\d+(\s+\d+)*)?\s*$")
+_LABEL_LIST = re.compile(r"^\s*\d+(\s+\d+)+\s*$")
+MAX_CATEGORIES = 20  # a text column with more distinct values is an id or free text, not a category
+
+
+@dataclass
+class Finding:
+    value: Any
+    why: str
+
+
+@dataclass
+class Columns:
+    """The tables of a competition folder and what their columns mean."""
+
+    root: Path
+    train_csv: str
+    test_csv: str
+    sample_submission: str
+    train: pd.DataFrame
+    test: pd.DataFrame
+    sample: pd.DataFrame
+    id_column: str
+    task: Finding
+    label_column: str | None = None
+    mask_column: str | None = None
+    mask_path: str | None = None
+    classes: list[str] | None = None
+    num_classes: int | None = None
+    submit_kind: Finding | None = None
+    target_class: str | None = None
+    rle_format: Finding | None = None
+    group_column: Finding | None = None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedalsError(f"{path} cannot be read as CSV ({reason})") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
+    return frame
+
+
+def _pick(
+    names: list[str], words: tuple[str, ...], exclude: tuple[str, ...], what: str, key: str, root: Path
+):
+    found = [
+        n for n in names if any(w in n.lower() for w in words) and not any(x in n.lower() for x in exclude)
+    ]
+    if len(found) > 1:
+        exact = [n for n in found if Path(n).stem.lower() in words]
+        if len(exact) == 1:
+            return exact[0]
+        raise MedalsError(
+            f"{root} has {len(found)} candidate {what} CSVs ({', '.join(found)}): set {key}=FILE"
+        )
+    return found[0] if found else None
+
+
+def find_tables(root: Path, settings: dict[str, Any]) -> tuple[str, str, str]:
+    """(train CSV, test CSV, sample submission), names relative to root; settings may name any of them."""
+    if not root.is_dir():
+        raise MedalsError(f"competition folder {root} does not exist")
+    names = sorted(p.name for p in root.glob("*.csv"))
+    if not names:
+        raise MedalsError(
+            f"{root} has no CSV file: medals init needs the training CSV and the sample submission"
+        )
+    train = settings.get("train_csv") or _pick(
+        names, ("train",), ("sample",), "training", "data.train_csv", root
+    )
+    if train is None:
+        raise MedalsError(f"{root} has no training CSV (a name with 'train' in it): set data.train_csv=FILE")
+    sample = settings.get("sample_submission") or _pick(
+        names,
+        ("sample_submission", "sample", "submission"),
+        (),
+        "sample submission",
+        "data.sample_submission",
+        root,
+    )
+    if sample is None:
+        raise MedalsError(
+            f"{root} has no sample submission (a CSV named like sample_submission.csv): medals init reads the "
+            "submission's format from it; set data.sample_submission=FILE"
+        )
+    test = settings.get("test_csv") or _pick(
+        names, ("test",), ("sample", "train"), "test", "data.test_csv", root
+    )
+    return train, test or sample, sample
+
+
+def read_columns(
+    root: Path, settings: dict[str, Any], masks: Callable[[list[str]], str | None] = lambda ids: None
+) -> Columns:
+    """The folder's tables and columns; masks(training ids) gives the template of their mask files, if any."""
+    train_csv, test_csv, sample_csv = find_tables(root, settings)
+    train, sample = _read(root / train_csv), _read(root / sample_csv)
+    test = sample if test_csv == sample_csv else _read(root / test_csv)
+    if sample.shape[1] != 2:
+        raise MedalsError(
+            f"{root / sample_csv} has {sample.shape[1]} columns ({', '.join(sample.columns)}); medals writes an id "
+            "and one value column"
+        )
+    id_column = settings.get("id_column") or sample.columns[0]
+    for frame, name in ((train, train_csv), (test, test_csv)):
+        if id_column not in frame.columns:
+            raise MedalsError(
+                f"{root / name} has no column '{id_column}' (the sample submission's id column): set data.id_column"
+            )
+    cols = Columns(root, train_csv, test_csv, sample_csv, train, test, sample, id_column, Finding(None, ""))
+    cols.mask_path = masks(train[id_column].astype(str).tolist())
+    _target(cols, settings)
+    _metadata(cols, settings)
+    return cols
+
+
+def _same_name(name: str, columns) -> str | None:
+    return next((c for c in columns if c.lower() == name.lower()), None)
+
+
+def _is_rle(values: pd.Series, name: str) -> bool:
+    """Run-length encoded masks: number pairs (pixel start, run length), or "-1"/"" for an empty mask.
+
+    Label lists ("0 5 12") are number sequences too; they are told apart by the column's name, or by
+    their numbers: a mask's pixel offsets run into the thousands, label ids do not.
+    """
+    values = values[~values.str.strip().isin(["", "-1"])]
+    if not len(values) or not values.map(lambda v: bool(_RLE.match(v))).all():
+        return False
+    if RLE_NAMES.search(name):
+        return True
+    pairs = values.map(lambda v: len(v.split()) % 2 == 0).all()
+    return bool(pairs and max(int(t) for v in values.head(200) for t in v.split()) >= 1000)
+
+
+def _target(cols: Columns, settings: dict[str, Any]) -> None:
+    value = cols.sample.columns[1]
+    train, where = cols.train, cols.root / cols.train_csv
+    chosen = settings.get("label_column") or settings.get("mask_column") or _same_name(value, train.columns)
+    if chosen is None:
+        test_columns = set(cols.test.columns) if cols.test is not cols.sample else set()
+        candidates = [c for c in train.columns if c not in test_columns and c != cols.id_column]
+        if not candidates and cols.mask_path:
+            cols.why["label"] = f"mask files named after the ids ({cols.mask_path})"
+            _segmentation(cols, None, cols.sample.iloc[:, 1].astype(str))
+            return
+        if not candidates:
+            raise MedalsError(
+                f"{where} has no column besides '{cols.id_column}' to learn, and no mask folder names files after "
+                "its ids: set data.label_column"
+            )
+        if len(candidates) > 1:
+            raise MedalsError(
+                f"{where} has {len(candidates)} candidate target columns ({', '.join(map(repr, candidates))}) for "
+                f"the submission's '{value}': set data.label_column=NAME"
+            )
+        chosen = candidates[0]
+        cols.why["label"] = f"the one column of {cols.train_csv} not in {cols.test_csv}"
+    else:
+        cols.why["label"] = f"the submission's column '{value}' is a column of {cols.train_csv}"
+    if chosen not in train.columns:
+        raise MedalsError(f"{where} has no column '{chosen}'")
+    labels = train[chosen].astype(str)
+    if _is_rle(labels, chosen) or (RLE_NAMES.search(value) is not None and _is_rle(labels, value)):
+        _segmentation(cols, chosen, labels)
+    elif labels.map(lambda v: bool(_LABEL_LIST.match(v))).any():
+        _multilabel(cols, chosen, labels)
+    else:
+        _multiclass(cols, chosen, labels, value)
+
+
+def _segmentation(cols: Columns, column: str | None, labels: pd.Series) -> None:
+    if column is None:
+        cols.task = Finding(
+            "segmentation", f"mask files {cols.mask_path}, the submission's value an RLE mask"
+        )
+    else:
+        cols.task = Finding("segmentation", f"'{column}' holds run-length encoded masks")
+        cols.mask_column = column
+        cols.mask_path = None
+    cols.submit_kind = Finding("rle", "the sample submission's value is a mask in RLE")
+    if (labels.str.strip() == "-1").any() or (cols.sample.iloc[:, 1].str.strip() == "-1").any():
+        cols.rle_format = Finding("siim", '"-1" marks an empty mask: SIIM-ACR\'s relative column-major RLE')
+    else:
+        cols.rle_format = Finding(
+            "column", "absolute starts, column-major (most Kaggle RLE competitions); 'row' for row-major"
+        )
+
+
+def _multilabel(cols: Columns, column: str, labels: pd.Series) -> None:
+    bad = labels[~labels.map(lambda v: v.strip() == "" or all(t.isdigit() for t in v.split()))]
+    if len(bad):
+        raise MedalsError(
+            f"{cols.root / cols.train_csv} column '{column}' mixes label lists with other values: {show_values(bad.unique())}"
+        )
+    cols.task = Finding("multilabel", f"'{column}' holds space-separated label ids")
+    cols.label_column = column
+    cols.num_classes = max(int(t) for v in labels for t in v.split()) + 1
+    cols.submit_kind = Finding("multilabel", "space-separated label ids per image, as the training labels")
+
+
+def _multiclass(cols: Columns, column: str, labels: pd.Series, value: str) -> None:
+    cells = [value_key(_number(v)) for v in labels if v.strip() != ""]
+    classes = sorted(set(cells), key=_order)
+    if len(classes) < 2:
+        raise MedalsError(
+            f"{cols.root / cols.train_csv} column '{column}' has {len(classes)} distinct value(s)"
+        )
+    cols.task = Finding("multiclass", f"'{column}' holds one of {len(classes)} classes per image")
+    cols.label_column = column
+    cols.classes = classes
+    same = _same_name(value, [column]) is not None
+    probabilities = _all_probabilities(cols.sample.iloc[:, 1])
+    if same and len(classes) > 2 and not _fractional(cols.sample.iloc[:, 1]):
+        cols.submit_kind = Finding(
+            "label", f"the submission names one of the {len(classes)} classes per image"
+        )
+    elif probabilities:
+        cols.submit_kind = Finding("probability", "the sample submission's values are probabilities")
+        cols.target_class = classes[-1]
+        cols.why["target_class"] = (
+            f"P(class '{classes[-1]}'): the last class; name another with submit.target_class, or sum several "
+            "with submit.target_classes (e.g. [2, 3] for P(grade >= 2))"
+        )
+    else:
+        cols.submit_kind = Finding("label", "the sample submission's values are class names")
+
+
+def _number(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text.strip()
+    return number if number == number else text
+
+
+def _order(name: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
+def _all_probabilities(values: pd.Series) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return bool(numbers.notna().all() and numbers.between(0, 1).all())
+
+
+def _fractional(values: pd.Series) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(numbers) and (numbers != numbers.round()).any())
+
+
+def _metadata(cols: Columns, settings: dict[str, Any]) -> None:
+    """Columns in both the training and the test CSV (beside id and target): features and a group."""
+    if cols.test is cols.sample:
+        shared: list[str] = []
+    else:
+        taken = {cols.id_column, cols.label_column, cols.mask_column}
+        shared = [c for c in cols.train.columns if c in cols.test.columns and c not in taken]
+    group = settings.get("group_column")
+    if group is None:
+        repeated = [c for c in shared if GROUP_NAMES.search(c) and cols.train[c].duplicated().any()]
+        group = repeated[0] if repeated else None
+    if group is not None:
+        cols.group_column = Finding(group, f"'{group}' repeats across rows: its images stay in one fold")
+    for column in shared:
+        if column == group:
+            continue
+        train = cols.train[column]
+        numbers = pd.to_numeric(train.replace("", None), errors="coerce")
+        if numbers.notna().sum() >= 0.9 * (train != "").sum() and numbers.notna().any():
+            cols.numeric.append(column)
+        elif 1 < train.nunique() <= MAX_CATEGORIES:
+            cols.categorical.append(column)

@@ -1,0 +1,236 @@
+"""init: a competition folder -> a commented starting recipe that runs as written.
+
+The folder is read by medals.data.inspect (CSVs, columns, task, submission) and inspect_images (image
+templates, format, size); each key of the recipe gets a comment saying why it has that value. Overrides
+(`data.label_column=grade`) settle what the folder leaves open and are applied to the written recipe.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medals.config import apply_override, parse_override, recipe_from_dict
+from medals.data.inspect import Columns, read_columns
+from medals.data.inspect_images import DICOM_EXTS, TIFF_EXTS, find_images, find_masks, index_files
+from medals.errors import MedalsError
+from medals.files import write_text
+from medals.stages.common import say
+
+SIZES = (32, 64, 128, 224, 256, 384, 512)
+METRIC = {"multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+
+
+def _image_size(side: int) -> int:
+    return max([s for s in SIZES if s <= side] or [SIZES[0]])
+
+
+def _backbone(task: str, size: int) -> tuple[str, str]:
+    if task == "segmentation":
+        return (
+            "resnet34",
+            "a UNet on segmentation_models_pytorch's resnet34 encoder: quick and strong at any size",
+        )
+    if size <= 64:
+        return "resnet18", f"small images ({size} px): a small network"
+    if size <= 256:
+        return (
+            "resnet34",
+            f"{size} px: a mid-sized network; efficientnet_b3 or convnext_tiny for more capacity",
+        )
+    return "efficientnet_b0", f"{size} px: efficient at larger sizes; tf_efficientnet_b4/b5 for more capacity"
+
+
+def _split(cols: Columns) -> tuple[str, str]:
+    group = cols.group_column.value if cols.group_column else None
+    if cols.task.value == "multilabel":
+        extra = (
+            f" (the group column '{group}' is not used: use grouped to keep its images together)"
+            if group
+            else ""
+        )
+        return "multilabel", "iterative stratification over the label sets" + extra
+    if cols.task.value == "segmentation":
+        if group:
+            return "grouped", f"images of one '{group}' stay in one fold"
+        return "stratified", "balances images with and without a mask across folds"
+    if group:
+        return "stratified_grouped", f"classes balanced, images of one '{group}' in one fold"
+    return "stratified", "classes balanced across folds"
+
+
+def _meta(cols: Columns) -> dict[str, Any] | None:
+    if not (cols.numeric or cols.categorical):
+        return None
+    meta: dict[str, Any] = {}
+    if cols.numeric:
+        meta["numeric"] = {}
+        for column in cols.numeric:
+            values = cols.train[column].replace("", None).dropna().astype(float).abs()
+            scale = float(f"{max(values.max(), 1e-12):.3g}")
+            meta["numeric"][column] = {"scale": scale, "fill": 0.0}
+    if cols.categorical:
+        meta["categorical"] = list(cols.categorical)
+    return meta
+
+
+def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(recipe tree, comment per dotted key) for the folder at `root`."""
+    index = index_files(root)
+    cols = read_columns(root, settings, lambda ids: settings.get("mask_path") or find_masks(root, ids, index))
+    train_ids = cols.train[cols.id_column].astype(str).drop_duplicates().tolist()
+    test_ids = cols.test[cols.id_column].astype(str).drop_duplicates().tolist()
+    train_images = find_images(root, train_ids, f"{cols.train_csv}'s ids", index, exclude="mask")
+    test_images = find_images(root, test_ids, f"{cols.test_csv}'s ids", index, exclude="mask")
+    task = cols.task.value
+    side = min(train_images.size)
+    size = _image_size(side)
+    backbone, backbone_why = _backbone(task, size)
+    why: dict[str, str] = {}
+
+    data: dict[str, Any] = {
+        "root": ".",
+        "train_csv": cols.train_csv,
+        "test_csv": cols.test_csv,
+        "sample_submission": cols.sample_submission,
+        "id_column": cols.id_column,
+    }
+    why["data.test_csv"] = (
+        "the sample submission lists the test ids" if cols.test_csv == cols.sample_submission else ""
+    )
+    why["data.id_column"] = "the sample submission's first column"
+    found = [  # (key, value or None when absent, why)
+        ("label_column", cols.label_column, cols.why.get("label", "")),
+        (
+            "classes",
+            cols.classes,
+            f"the {len(cols.classes or [])} values of '{cols.label_column}'; index i = p_i",
+        ),
+        ("num_classes", cols.num_classes, "the largest label id + 1"),
+        ("mask_column", cols.mask_column, cols.why.get("label", "")),
+        (
+            "mask_path",
+            cols.mask_path,
+            "mask files named after the training ids (non-zero pixels are the mask)",
+        ),
+        ("rle_format", cols.rle_format and cols.rle_format.value, cols.rle_format and cols.rle_format.why),
+        ("channels", train_images.channels, "one file per channel, stacked in this order"),
+    ]
+    for key, value, reason in found:
+        if value:
+            data[key] = value
+            why[f"data.{key}"] = reason or ""
+    data["image_path"] = train_images.template
+    data["test_image_path"] = test_images.template
+    why["data.image_path"] = (
+        f"{train_images.extension} files, typically {train_images.size[0]}x{train_images.size[1]}"
+    )
+    if cols.group_column:
+        data["group_column"] = cols.group_column.value
+        why["data.group_column"] = cols.group_column.why
+    if side > 1.5 * size or train_images.extension in DICOM_EXTS | TIFF_EXTS:
+        data["cache_size"] = size
+        why["data.cache_size"] = (
+            "prepare decodes and resizes every image once; training reads the small copies"
+        )
+    meta = None if task != "multiclass" else _meta(cols)
+    if meta:
+        data["meta"] = meta
+        why["data.meta"] = "columns of both the training and the test CSV, fed to the model beside the image"
+
+    method, method_why = _split(cols)
+    model: dict[str, Any] = {"arch": "unet" if task == "segmentation" else "classifier", "backbone": backbone}
+    why["model.backbone"] = backbone_why
+    model["pretrained"] = True
+    why["model.pretrained"] = "ImageNet weights from the timm hub; offline: false, or model.weights=FILE"
+    model["in_chans"] = len(train_images.channels) if train_images.channels else train_images.in_chans
+    why["model.in_chans"] = "channels of the images as read"
+    if meta:
+        model["head"] = "meta"
+        model["meta_hidden"] = [64, 32]
+        why["model.head"] = "image features and the metadata MLP joined before the classifier"
+    metric = "accuracy" if cols.submit_kind.value == "label" else METRIC[task]
+    train = {
+        "epochs": 10,
+        "batch_size": 32 if size <= 256 else 16,
+        "image_size": size,
+        "optimizer": "adamw",
+        "lr": 3.0e-4,
+        "schedule": {"name": "warmup_cosine", "warmup_epochs": 1},
+        "checkpoints": [{"name": "best", "metric": metric, "mode": "max"}],
+    }
+    why["train.image_size"] = (
+        f"the largest of {', '.join(map(str, SIZES))} not above the images' side ({side} px)"
+    )
+    why["train.epochs"] = "a first run; more epochs and a larger size once the pipeline is known to work"
+    why["train.checkpoints"] = f"the epoch with the best {metric}, as the submission is scored"
+    infer = {"tta": 2, "checkpoint": "best"}
+    why["infer.tta"] = "the image and its mirror; 8 (all flips and transposes) for images with no up or left"
+    submit: dict[str, Any] = {"kind": cols.submit_kind.value}
+    why["submit.kind"] = cols.submit_kind.why
+    if cols.target_class is not None:
+        submit["target_classes"] = [cols.target_class]
+        why["submit.target_classes"] = cols.why.get("target_class", "")
+    tree = {
+        "name": re.sub(r"[^a-z0-9]+", "_", root.resolve().name.lower()).strip("_") or "competition",
+        "task": task,
+        "seed": 0,
+        "data": data,
+        "split": {"method": method, "n_folds": 5},
+        "model": model,
+        "train": train,
+        "infer": infer,
+        "submit": submit,
+    }
+    why["task"] = cols.task.why
+    why["split.method"] = method_why
+    return tree, why
+
+
+def _render(tree: dict[str, Any], why: dict[str, str], prefix: str = "", indent: int = 0) -> list[str]:
+    lines = []
+    pad = "  " * indent
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        comment = f"  # {why[path]}" if why.get(path) else ""
+        if isinstance(value, dict) and value and path not in ("train.schedule", "data.meta.numeric"):
+            lines.append(f"{pad}{key}:{comment}")
+            lines.extend(_render(value, why, f"{path}.", indent + 1))
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+            text = text.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{pad}{key}: {text}{comment}")
+    return lines
+
+
+def run_init(folder: Path, out: Path | None, overrides: list[str], force: bool = False) -> Path:
+    root = folder.resolve()
+    settings = {}
+    parsed = [parse_override(text) for text in overrides]
+    for path, value in parsed:
+        if path[0] == "data" and len(path) == 2:
+            settings[path[1]] = value
+    tree, why = build_tree(root, settings)
+    out = (out or root / "recipe.yaml").resolve()
+    if out.exists() and not force:
+        raise MedalsError(f"{out} exists: pass --force to overwrite it, or --out another file")
+    tree["data"]["root"] = os.path.relpath(root, out.parent).replace(os.sep, "/")
+    why["data.root"] = "the competition folder, relative to this file"
+    for path, value in parsed:
+        apply_override(tree, path, value)
+    recipe_from_dict(tree, f"the recipe medals init wrote for {root}")  # it must load as written
+    today = datetime.date.today().isoformat()
+    header = [
+        f"# Written by `medals init {folder}` on {today}: a starting recipe for this folder.",
+        "# Each choice says why; change any key, or override it on the command line (key=value).",
+        f"# Then: medals run {out.name}",
+    ]
+    write_text(out, "\n".join([*header, *_render(tree, why)]) + "\n")
+    say(f"init: {tree['task']} from {tree['data']['train_csv']} ({why['task']}) -> {out}")
+    say(f"init: next: medals run {out}")
+    return out
