@@ -18,6 +18,7 @@ from medals.config import load_recipe
 from medals.demo.cells import generate_cells
 from medals.demo.chest import generate_chest
 from medals.demo.melanoma import generate_melanoma
+from medals.files import read_json
 from tests.test_real_nuclei import stardist_images
 
 FAST = [
@@ -53,7 +54,7 @@ def test_init_then_run_on_the_melanoma_demo(tmp_path):
     data = tmp_path / "data"
     generate_melanoma(data, n_train=80, n_test=20, size=48, seed=3)
     tree = init(data)
-    assert tree["task"] == "multiclass" and tree["data"]["label_column"] == "target"
+    assert tree["task"] == "binary" and tree["data"]["label_column"] == "target"
     assert tree["data"]["classes"] == ["0", "1"]
     assert (
         tree["data"]["image_path"] == "train/{id}.jpg" and tree["data"]["test_image_path"] == "test/{id}.jpg"
@@ -61,7 +62,7 @@ def test_init_then_run_on_the_melanoma_demo(tmp_path):
     assert tree["data"]["group_column"] == "patient_id" and tree["split"]["method"] == "stratified_grouped"
     assert tree["data"]["meta"]["categorical"] == ["sex", "anatom_site_general_challenge"]
     assert set(tree["data"]["meta"]["numeric"]) == {"age_approx"} and tree["model"]["head"] == "meta"
-    assert tree["submit"] == {"kind": "probability", "target_classes": ["1"]}
+    assert tree["submit"] == {"kind": "probability"}  # P(target == 1), the one sigmoid
     text = (data / "recipe.yaml").read_text()
     assert "# the sample submission's first column" in text  # every choice says why
     sub = run(data, tmp_path)
@@ -169,6 +170,29 @@ def test_a_summed_target_submits_p_grade_at_least_2(tmp_path):
     expected = test["p_2"].astype(float) + test["p_3"].astype(float)
     got = pd.to_numeric(sub.set_index("id")["target"])
     np.testing.assert_allclose(got.loc[expected.index].to_numpy(), expected.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_two_class_folder_is_a_binary_task_with_one_logit(tmp_path):
+    data = tmp_path / "even"
+    digits_folder(data)
+    frame = pd.read_csv(data / "train.csv")
+    frame.assign(label=frame["label"] % 2 == 0).to_csv(data / "train.csv", index=False)  # True / False
+    pd.read_csv(data / "sample_submission.csv").assign(label=0.5).to_csv(
+        data / "sample_submission.csv", index=False
+    )
+    tree = init(data)
+    assert tree["task"] == "binary" and tree["data"]["classes"] == ["False", "True"]
+    assert tree["submit"]["kind"] == "probability"
+    assert load_recipe(data / "recipe.yaml").loss is None  # the task's default: BCE on the one logit
+    sub = run(data, tmp_path)
+    test = pd.read_parquet(tmp_path / "run" / "test.parquet")
+    assert [c for c in test.columns if c.startswith("p_")] == ["p_0"]  # P(True)
+    assert read_json(tmp_path / "run" / "labels.json") == {"classes": ["False", "True"], "num_classes": 1}
+    metrics = read_json(tmp_path / "run" / "metrics.json")["pooled"]
+    assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["accuracy"] <= 1.0
+    probs = pd.to_numeric(sub["label"])
+    assert probs.between(0, 1).all() and probs.nunique() > 1
 
 
 def test_integer_and_boolean_class_lists_are_the_csv_cells_text():

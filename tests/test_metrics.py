@@ -294,3 +294,14 @@ def test_sweep_f1_finds_planted_optimum():
     assert sweep_f1([0, 1], [0.1, 0.9], [0.2, 0.45, 0.8])[0] == 0.45
     with pytest.raises(MedalsError, match="3 true labels but 2"):
         sweep_f1([0, 1, 1], [0.1, 0.9], [0.5])
+
+
+def test_binary_metrics_read_the_one_sigmoid_as_p_of_the_second_class():
+    from medals.post.metrics import task_metrics
+
+    truth = np.array([0, 1, 1, 0, 1])
+    probs = np.array([[0.1], [0.9], [0.4], [0.3], [0.8]])  # [N, 1]: the model's one output
+    out = task_metrics("binary", truth, probs)
+    assert out["auc"] == 1.0  # every positive above every negative
+    assert out["accuracy"] == 0.8  # 0.4 is a positive at or below 0.5
+    assert task_metrics("binary", truth, probs[:, 0]) == out

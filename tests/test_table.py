@@ -309,3 +309,14 @@ def test_template_with_csv_column(tmp_path):
                 tmp_path, label_column="label", test_csv=None, image_path="{patient}/{id}.png", channels=["r"]
             )
         )
+
+
+def test_binary_task_needs_exactly_two_classes(tmp_path):
+    (tmp_path / "train").mkdir()
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / "train" / f"i{k}.png"), np.zeros((8, 8), np.uint8))
+    (tmp_path / "train.csv").write_text("id,grade\ni0,0\ni1,1\ni2,2\n")
+    tree = {"name": "t", "task": "binary", "source": str(tmp_path / "r.yaml")}
+    tree["data"] = {"label_column": "grade", "test_csv": None, "sample_submission": None}
+    with pytest.raises(MedalsError, match="task binary needs 2 classes; .*train.csv column 'grade' has 3"):
+        build_table(recipe_from_dict(tree, "t"))

@@ -47,6 +47,13 @@ _MILD_AFFINE = {
 }
 _BRIGHTNESS = {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2, "p": 0.5}
 DEFAULT_AUGMENT: dict[str, list[dict[str, Any]]] = {
+    "binary": [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "VerticalFlip", "p": 0.5},
+        {"name": "Transpose", "p": 0.5},
+        _MILD_AFFINE,
+        _BRIGHTNESS,
+    ],
     "multiclass": [
         {"name": "HorizontalFlip", "p": 0.5},
         {"name": "VerticalFlip", "p": 0.5},

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Task = Literal["multiclass", "multilabel", "segmentation"]
+# binary: one logit, sigmoid and BCE, of the second of two classes; multiclass: one logit per class, softmax.
+Task = Literal["binary", "multiclass", "multilabel", "segmentation"]
+LABEL_TASKS = ("binary", "multiclass")  # one class label per image (a "label" column in the table)
 
 
 RleFormat = Literal["siim", "row", "column"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from medals.config.base import Strict, Task
+from medals.config.base import LABEL_TASKS, Strict, Task
 from medals.config.data import DataConfig
 from medals.config.infer import InferConfig, MetricsConfig
 from medals.config.model import ModelConfig
@@ -57,8 +57,14 @@ class Recipe(Strict):
             raise ValueError("give submit.target_class or submit.target_classes, not both")
         if submit.target_classes is not None and not submit.target_classes:
             raise ValueError("submit.target_classes lists no class")
-        if self.submit_kind == "label" and self.task != "multiclass":
-            raise ValueError("submit.kind 'label' (the most probable class) is for task multiclass")
+        if self.submit_kind == "label" and self.task not in LABEL_TASKS:
+            raise ValueError(
+                "submit.kind 'label' (the most probable class) is for tasks binary and multiclass"
+            )
+        if self.task == "binary" and submit.target_classes is not None:
+            raise ValueError(
+                "task binary submits the probability of its second class: drop submit.target_classes"
+            )
         if self.train.swa is not None:
             bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
             if bad:
@@ -90,9 +96,16 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
-        return {"multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}[self.task]
+        return {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}[
+            self.task
+        ]
 
     @property
     def submit_kind(self) -> str:
-        default = {"multiclass": "probability", "multilabel": "multilabel", "segmentation": "rle"}
+        default = {
+            "binary": "probability",
+            "multiclass": "probability",
+            "multilabel": "multilabel",
+            "segmentation": "rle",
+        }
         return self.submit.kind or default[self.task]

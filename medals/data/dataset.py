@@ -19,7 +19,7 @@ from medals.data.io import read_image, read_mask
 from medals.data.rle import decode_many, is_empty
 from medals.errors import MedalsError
 
-TASKS = ("multiclass", "multilabel", "segmentation")
+TASKS = ("binary", "multiclass", "multilabel", "segmentation")
 
 
 def meta_columns(table: pd.DataFrame) -> list[str]:
@@ -91,15 +91,14 @@ class ImageDataset(Dataset):
             self._load_targets(table)
 
     def _load_targets(self, table: pd.DataFrame) -> None:
-        if self.task == "multiclass":
+        if self.task in ("multiclass", "binary"):
             _require(table, "label", self.task)
             labels = table["label"].to_numpy(dtype=np.int64)
-            bad = (labels < 0) | (labels >= self.num_classes)
+            count = 2 if self.task == "binary" else self.num_classes  # binary: one logit, labels 0 and 1
+            bad = (labels < 0) | (labels >= count)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise MedalsError(
-                    f"image {self.ids[row]}: label {labels[row]} is outside 0..{self.num_classes - 1}"
-                )
+                raise MedalsError(f"image {self.ids[row]}: label {labels[row]} is outside 0..{count - 1}")
             self.labels = labels
         elif self.task == "multilabel":
             _require(table, "labels", self.task)
@@ -182,7 +181,7 @@ class ImageDataset(Dataset):
     def labels_and_meta(self, index: int) -> dict[str, torch.Tensor]:
         """A classification row's target and the row's meta features, as tensors (what applies)."""
         out: dict[str, torch.Tensor] = {}
-        if self.with_target and self.task == "multiclass":
+        if self.with_target and self.task in ("multiclass", "binary"):
             out["target"] = torch.tensor(self.labels[index], dtype=torch.int64)
         elif self.with_target and self.task == "multilabel":
             out["target"] = torch.from_numpy(self.labels[index])

@@ -236,7 +236,10 @@ def _multiclass(cols: Columns, column: str, labels: pd.Series, value: str) -> No
         raise MedalsError(
             f"{cols.root / cols.train_csv} column '{column}' has {len(classes)} distinct value(s)"
         )
-    cols.task = Finding("multiclass", f"'{column}' holds one of {len(classes)} classes per image")
+    if len(classes) == 2:
+        cols.task = Finding("binary", f"'{column}' holds one of 2 classes: one logit, P('{classes[1]}')")
+    else:
+        cols.task = Finding("multiclass", f"'{column}' holds one of {len(classes)} classes per image")
     cols.label_column = column
     cols.classes = classes
     same = _same_name(value, [column]) is not None
@@ -245,6 +248,8 @@ def _multiclass(cols: Columns, column: str, labels: pd.Series, value: str) -> No
         cols.submit_kind = Finding(
             "label", f"the submission names one of the {len(classes)} classes per image"
         )
+    elif probabilities and len(classes) == 2:
+        cols.submit_kind = Finding("probability", f"the sample submission's values are P('{classes[1]}')")
     elif probabilities:
         cols.submit_kind = Finding("probability", "the sample submission's values are probabilities")
         cols.target_class = classes[-1]

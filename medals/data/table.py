@@ -64,7 +64,7 @@ def _required(recipe: Recipe, split: str) -> list[str]:
     )
     templates = [(template, key)]
     if split == "train":
-        if recipe.task in ("multiclass", "multilabel"):
+        if recipe.task in ("binary", "multiclass", "multilabel"):
             names.append(data.label_column)
         if recipe.task == "segmentation" and data.mask_column:
             names.append(data.mask_column)
@@ -84,7 +84,7 @@ def _required(recipe: Recipe, split: str) -> list[str]:
 
 def _check_recipe(recipe: Recipe) -> None:
     data = recipe.data
-    if recipe.task in ("multiclass", "multilabel") and not data.label_column:
+    if recipe.task in ("binary", "multiclass", "multilabel") and not data.label_column:
         raise MedalsError(f"task '{recipe.task}' needs data.label_column (the CSV column holding the labels)")
     if recipe.task == "multilabel" and data.num_classes is None and not data.classes:
         raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
@@ -226,7 +226,7 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
     n = len(frame)
     out = pd.DataFrame({"id": frame[data.id_column].astype(str).to_numpy(), "split": split})
     out["path"] = _render_paths(frame, template, key, recipe)
-    if recipe.task == "multiclass":
+    if recipe.task in ("multiclass", "binary"):
         out["label"] = frame["__label"].to_numpy(np.int64) if split == "train" else np.full(n, -1, np.int64)
     elif recipe.task == "multilabel":
         out["labels"] = multilabel_labels(frame, data, csv_name) if split == "train" else [""] * n
@@ -277,8 +277,13 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
         test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
 
     classes = None
-    if recipe.task == "multiclass":
+    if recipe.task in ("multiclass", "binary"):
         train["__label"], classes = multiclass_labels(train, data, train_name)
+        if recipe.task == "binary" and len(classes) != 2:
+            raise MedalsError(
+                f"task binary needs 2 classes; {train_name} column '{data.label_column}' has {len(classes)} "
+                f"({show_values(classes)}): use task multiclass"
+            )
     parts = [_part(recipe, train, "train", train_name)]
     if test is not None and len(test):
         parts.append(_part(recipe, test, "test", test_name))

@@ -238,6 +238,9 @@ def task_metrics(
     probs = np.asarray(probs)
     if len(truth) != len(probs):
         raise MedalsError(f"{len(truth)} true values but {len(probs)} predictions")
+    if task == "binary":
+        p = probs.reshape(len(probs), -1)[:, -1]  # the one sigmoid: P(second class)
+        return {"auc": roc_auc(truth == 1, p), "accuracy": float(np.mean((p > 0.5) == (truth == 1)))}
     if task == "multiclass":
         if positive is not None:
             auc = roc_auc(truth == positive, probs[:, positive])
@@ -251,7 +254,7 @@ def task_metrics(
         return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
-    raise MedalsError(f"unknown task '{task}': use multiclass, multilabel or segmentation")
+    raise MedalsError(f"unknown task '{task}': use binary, multiclass, multilabel or segmentation")
 
 
 _COARSE_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)

@@ -33,7 +33,7 @@ def run_ensemble(
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
-    submitted_only = first.task == "multiclass" and first.submit_kind == "probability"
+    submitted_only = first.task in ("multiclass", "binary") and first.submit_kind == "probability"
     if submitted_only:
         tests = _submitted_class_only(recipes, layouts, tests)
     masks = None

@@ -23,7 +23,7 @@ from medals.files import write_text
 from medals.stages.common import say
 
 SIZES = (32, 64, 128, 224, 256, 384, 512)
-METRIC = {"multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
 
 
 def _image_size(side: int) -> int:
@@ -138,7 +138,7 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         why["data.cache_size"] = (
             "prepare decodes and resizes every image once; training reads the small copies"
         )
-    meta = None if task != "multiclass" else _meta(cols)
+    meta = _meta(cols) if task in ("binary", "multiclass") else None
     if meta:
         data["meta"] = meta
         why["data.meta"] = "columns of both the training and the test CSV, fed to the model beside the image"

@@ -13,8 +13,10 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
 
     table = build_table(recipe)
     classes = resolved_classes(recipe, table)
-    num_classes = 1 if recipe.task == "segmentation" else (recipe.data.num_classes or len(classes or []))
-    if recipe.task == "multiclass" and not recipe.data.classes:
+    # One output for a mask, and for binary (the sigmoid of the second class).
+    one_output = recipe.task in ("segmentation", "binary")
+    num_classes = 1 if one_output else (recipe.data.num_classes or len(classes or []))
+    if recipe.task in ("multiclass", "binary") and not recipe.data.classes:
         shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
         say(
             f"prepare: data.classes not set: {len(classes)} classes read from column "

@@ -110,6 +110,8 @@ def submitted_classes(recipe: Recipe, labels: dict) -> list[int]:
     """The class indices whose probabilities a probability submission sums: submit.target_classes, or
     the one of submit.target_class, or class 1 of a two-class task."""
     classes = labels["classes"]
+    if recipe.task == "binary":
+        return [0]  # its one probability, of the second class
     if recipe.submit.target_classes is not None:
         return [
             class_index(target, classes, "submit.target_classes") for target in recipe.submit.target_classes
@@ -139,11 +141,13 @@ def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list
 
 
 def _label(test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
-    """The most probable class's name per row (a multi-class competition that scores labels)."""
+    """The most probable class's name per row (a competition that scores labels)."""
     from medals.post.submission import label_submission
 
     probs = test[[f"p_{k}" for k in range(labels["num_classes"])]].to_numpy()
-    names = np.asarray(labels["classes"], dtype=object)[probs.argmax(axis=1)]
+    # binary: one probability, of the second class; multiclass: the most probable class
+    chosen = (probs[:, 0] > 0.5).astype(int) if labels["num_classes"] == 1 else probs.argmax(axis=1)
+    names = np.asarray(labels["classes"], dtype=object)[chosen]
     return label_submission(test["id"], names, columns)
 
 

@@ -10,7 +10,7 @@ from medals.data.splits import multi_hot
 
 
 def class_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
-    if recipe.task == "multiclass":
+    if recipe.task in ("multiclass", "binary"):
         return rows["label"].to_numpy(dtype=np.int64)
     return multi_hot(rows["labels"], num_classes)
 

@@ -24,6 +24,7 @@ LossFactory = Callable[..., LossFn]
 LOSSES: dict[str, LossFactory] = {}
 
 DEFAULT_TERMS: dict[str, list[LossTerm]] = {
+    "binary": [LossTerm(name="bce")],
     "multiclass": [LossTerm(name="ce")],
     "multilabel": [LossTerm(name="bce")],
     "segmentation": [LossTerm(name="bce"), LossTerm(name="dice")],

@@ -42,7 +42,7 @@ def validate(run: Run) -> tuple[float, dict[str, float]]:
         prob = activation(logits, task)
         if cls_logits is not None and task == "segmentation":
             cls_probs.append(torch.sigmoid(cls_logits.float()).reshape(-1).cpu().numpy())
-        if task == "multiclass":
+        if task in ("multiclass", "binary"):
             probs.append(prob.cpu().numpy())
             truths.append(batch["target"].cpu().numpy().astype(np.int64))
         elif task == "multilabel":
