@@ -46,28 +46,18 @@ _MILD_AFFINE = {
     "p": 0.5,
 }
 _BRIGHTNESS = {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2, "p": 0.5}
+# Classification images have no up or left worth keeping: flips, transposes, a mild affine, brightness.
+_CLASSIFY = [
+    {"name": "HorizontalFlip", "p": 0.5},
+    {"name": "VerticalFlip", "p": 0.5},
+    {"name": "Transpose", "p": 0.5},
+    _MILD_AFFINE,
+    _BRIGHTNESS,
+]
 DEFAULT_AUGMENT: dict[str, list[dict[str, Any]]] = {
-    "binary": [
-        {"name": "HorizontalFlip", "p": 0.5},
-        {"name": "VerticalFlip", "p": 0.5},
-        {"name": "Transpose", "p": 0.5},
-        _MILD_AFFINE,
-        _BRIGHTNESS,
-    ],
-    "multiclass": [
-        {"name": "HorizontalFlip", "p": 0.5},
-        {"name": "VerticalFlip", "p": 0.5},
-        {"name": "Transpose", "p": 0.5},
-        _MILD_AFFINE,
-        _BRIGHTNESS,
-    ],
-    "multilabel": [
-        {"name": "HorizontalFlip", "p": 0.5},
-        {"name": "VerticalFlip", "p": 0.5},
-        {"name": "Transpose", "p": 0.5},
-        _MILD_AFFINE,
-        _BRIGHTNESS,
-    ],
+    "binary": _CLASSIFY,
+    "multiclass": _CLASSIFY,
+    "multilabel": _CLASSIFY,
     "segmentation": [
         {"name": "HorizontalFlip", "p": 0.5},
         _MILD_AFFINE,
