@@ -99,7 +99,9 @@ def reference(multiclass_table, tmp_path_factory) -> Path:
 def test_training_writes_checkpoints_and_log(reference, multiclass_table):
     assert sorted(p.name for p in reference.iterdir()) == ["best.pt", "final.pt", "last.pt", "log.csv"]
     log = pd.read_csv(reference / "log.csv")
-    assert list(log.columns) == ["epoch", "lr", "train_loss", "val_loss", "auc", "accuracy", "seconds"]
+    columns = ["epoch", "lr", "train_loss", "val_loss", "auc", "accuracy", "seconds", "images_per_s"]
+    assert list(log.columns) == columns
+    assert (log["images_per_s"] > 0).all() and (log["seconds"] > 0).all()
     assert log["epoch"].tolist() == [1, 2, 3]
     # It learns: the loss falls and the colours are told apart on the held-out fold.
     assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
@@ -228,6 +230,7 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
         "f1_macro",
         "f1_macro_05",
         "seconds",
+        "images_per_s",
     ]
     assert 0.0 <= result["f1_macro"] <= 1.0 and math.isfinite(result["val_loss"])
     low = load_checkpoint(tmp_path / "fold1" / "low_loss.pt")
@@ -299,3 +302,18 @@ def test_mixed_precision_path_runs(multiclass_table, tmp_path, monkeypatch):
     assert math.isfinite(result["train_loss"]) and math.isfinite(result["val_loss"])
     last = load_checkpoint(tmp_path / "fold1" / "last.pt")
     assert last["scaler"]["scale"] > 0  # the scaler's state is part of the resume point
+
+
+def test_tensorboard_logging_needs_its_package_or_writes_each_epoch(multiclass_table, tmp_path):
+    import importlib.util
+
+    recipe = _multiclass_recipe().model_copy(deep=True)
+    recipe.train.tensorboard = True
+    recipe.train.epochs = 1
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(MedalsError, match="train.tensorboard needs the tensorboard package"):
+            train_fold(recipe, multiclass_table, 0, tmp_path / "fold", num_classes=3)
+        assert not (tmp_path / "fold" / "last.pt").exists()
+    else:
+        train_fold(recipe, multiclass_table, 0, tmp_path / "fold", num_classes=3)
+        assert any((tmp_path / "fold" / "tensorboard").iterdir())

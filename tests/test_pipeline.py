@@ -44,7 +44,12 @@ def test_each_stage_costs_one_digest_and_two_round_trips(tmp_path, counted):
     assert counted["run_on_main"] == 1 + 2 * len(stages)  # the config, then open and mark each stage
     for stage in stages:
         stamp = read_json(layout.stamps / f"{stage}.json")
-        assert stamp == {"digest": pipeline.stage_digest(_recipe(tmp_path), stage), "done": True}
+        assert stamp["seconds"] >= 0  # how long the stage took, for `medals compare`
+        assert stamp == {
+            "digest": pipeline.stage_digest(_recipe(tmp_path), stage),
+            "done": True,
+            "seconds": stamp["seconds"],
+        }
 
 
 def test_a_finished_stage_is_skipped_after_one_round_trip(tmp_path, counted):

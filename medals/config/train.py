@@ -46,7 +46,7 @@ class SwaConfig(Strict):
 
 
 # Train settings that change nothing in what is trained: results stay valid when they change.
-NEUTRAL_TRAIN_KEYS = ("progress", "num_workers")
+NEUTRAL_TRAIN_KEYS = ("progress", "num_workers", "tensorboard")
 
 
 # Train settings added after runs existed, with their defaults: at its default such a key is left out of
@@ -108,5 +108,7 @@ class TrainConfig(Strict):
     num_workers: int = 0
     deterministic: bool = False
     progress: bool = True
+    # Scalars of every epoch also to <fold dir>/tensorboard (torch.utils.tensorboard; needs tensorboard).
+    tensorboard: bool = False
     # Under torchrun (DDP): BatchNorm statistics over the global batch instead of each GPU's share.
     sync_bn: bool = False

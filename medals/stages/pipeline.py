@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -149,9 +150,11 @@ def run_stages(
         if _skipped(stage, state, forced):
             say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
             continue
+        started = time.perf_counter()
         _run_stage(recipe, layout, stage, device)
+        seconds = round(time.perf_counter() - started, 3)
         if state != "done":
-            run_on_main(partial(_mark, layout, stage, digest, True))
+            run_on_main(partial(_mark, layout, stage, digest, True, seconds))
     return layout
 
 
@@ -211,5 +214,9 @@ def _begin(
         _mark(layout, stage, digest, False)
 
 
-def _mark(layout: RunLayout, stage: str, digest: str, done: bool) -> None:
-    write_json(_stamp(layout, stage), {"digest": digest, "done": done})
+def _mark(layout: RunLayout, stage: str, digest: str, done: bool, seconds: float | None = None) -> None:
+    """The stage's stamp; a finished one also says how long the stage took (`medals compare` shows it)."""
+    stamp = {"digest": digest, "done": done}
+    if seconds is not None:
+        stamp["seconds"] = seconds
+    write_json(_stamp(layout, stage), stamp)

@@ -15,13 +15,17 @@ from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.step import maybe_kill, optimizer_step, set_lr
 from medals.train.validation import validate
 
+# Log columns about the run's speed, not its results: left out of the printed line.
+SPEED_COLUMNS = ("seconds", "images_per_s")
+
 
 def run_epoch(run: Run, epoch: int) -> None:
     started = time.perf_counter()
-    lr, train_loss = train_epoch(run, epoch)
+    lr, train_loss, images_per_s = train_epoch(run, epoch)
     val_loss, metrics = validate(run)
     row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, **metrics}
     row["seconds"] = round(time.perf_counter() - started, 3)
+    row["images_per_s"] = round(images_per_s, 1)  # training images per second (all ranks)
     run.log.append(row)
     save_improved(run, row)
     if epoch + 1 in run.recipe.swa_epochs:
@@ -40,7 +44,12 @@ def run_epoch(run: Run, epoch: int) -> None:
         log=run.log,
         info=run.info,
     )
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
+    if run.tensorboard is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                run.tensorboard.add_scalar(key, value, epoch + 1)
+        run.tensorboard.flush()
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", *SPEED_COLUMNS))
     if distributed.is_main():
         print(
             f"fold {run.fold} epoch {epoch + 1}/{run.recipe.train.epochs}: {shown} ({row['seconds']:.0f} s)",
@@ -48,8 +57,8 @@ def run_epoch(run: Run, epoch: int) -> None:
         )
 
 
-def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
-    """One pass over the training rows; returns (lr at the epoch's first step, mean training loss)."""
+def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
+    """One pass over the training rows: (lr at the epoch's first step, mean training loss, images/s)."""
     from tqdm.auto import tqdm
 
     cfg = run.recipe.train
@@ -64,6 +73,8 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
     first_lr = run.schedule.lr_at(epoch, 0)
     loss_sum = torch.zeros((), device=run.device)
     seen = 0
+    started = time.perf_counter()
+    world = distributed.world_size()
     bar = tqdm(
         prefetched(loader, run.prepare_train, generator, run.device),
         total=n_batches,
@@ -92,19 +103,22 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
             optimizer_step(run)
             maybe_kill(run, epoch * run.steps_per_epoch + step + 1)
         if cfg.progress and (i % 10 == 0 or i + 1 == n_batches):
-            bar.set_postfix(_postfix(run, loss_sum.item() / max(seen, 1)), refresh=False)
+            rate = seen * world / max(time.perf_counter() - started, 1e-9)
+            lr = run.optimizer.param_groups[0]["lr"]
+            bar.set_postfix(_postfix(run, loss_sum.item() / max(seen, 1), lr, rate), refresh=False)
     bar.close()
+    images_per_s = seen * world / max(time.perf_counter() - started, 1e-9)
     train_loss = sharding.global_mean(loss_sum, seen)  # over every rank's rows
     if not math.isfinite(train_loss):
         raise MedalsError(
             f"fold {run.fold} epoch {epoch + 1}: the training loss is {train_loss}, training diverged "
             f"(lower train.lr or set train.clip_grad)"
         )
-    return first_lr, train_loss
+    return first_lr, train_loss, images_per_s
 
 
-def _postfix(run: Run, loss: float) -> dict[str, str]:
-    out = {"loss": f"{loss:.4f}"}
+def _postfix(run: Run, loss: float, lr: float, rate: float) -> dict[str, str]:
+    out = {"loss": f"{loss:.4f}", "lr": f"{lr:.3g}", "img/s": f"{rate:.0f}"}
     if run.log:
         metric = run.recipe.main_metric
         value = run.log[-1].get(metric)

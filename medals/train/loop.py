@@ -29,7 +29,7 @@ from medals.runtime import distributed
 from medals.runtime.checkpoint import load_checkpoint
 from medals.train.checkpointing import average_weights, check_hash, resume, save_checkpoint
 from medals.train.epoch import run_epoch
-from medals.train.setup import build_run
+from medals.train.setup import build_run, open_tensorboard
 
 RESERVED_NAMES = ("last", "final", "swa")
 
@@ -63,9 +63,12 @@ def train_fold(
 
     _seed_everything(recipe.seed + fold, recipe.train.deterministic)
     run = build_run(recipe, train_rows, val_rows, fold, fold_dir, device, num_classes, positive, config_hash)
+    open_tensorboard(run)
     start = resume(run)
     for epoch in range(start, recipe.train.epochs):
         run_epoch(run, epoch)
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     distributed.barrier()  # rank 0's epoch<k>.pt are written before any rank averages them
     if recipe.train.swa is not None:
         average_weights(run)

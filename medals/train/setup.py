@@ -54,6 +54,7 @@ class Run:
     info: dict[str, Any]
     kill_at: int | None
     best: dict[str, dict[str, float]] = field(default_factory=dict)
+    tensorboard: Any = None  # a SummaryWriter on rank 0 with train.tensorboard, else None
     log: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -85,6 +86,8 @@ def build_run(
     from medals.train.losses import build_loss
 
     cfg = recipe.train
+    if cfg.tensorboard:
+        tensorboard_class()  # missing tensorboard is an error before the model is built
     num_classes = _resolve_num_classes(recipe, num_classes)
     metas = list(meta_columns(train_rows))
     model = create_model(recipe, num_classes, n_meta=len(metas)).to(device)
@@ -161,3 +164,19 @@ def epoch_seed(run: Run, epoch: int) -> int:
     # Shuffling and augmentation of each epoch depend on (seed, fold, epoch) only, so a resumed run
     # sees the same batches as one that never stopped.
     return (run.recipe.seed * 1_000_003 + run.fold * 10_007 + epoch) % 2**31
+
+
+def tensorboard_class():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MedalsError(
+            "train.tensorboard needs the tensorboard package: pip install tensorboard"
+        ) from None
+    return SummaryWriter
+
+
+def open_tensorboard(run: Run) -> None:
+    """With train.tensorboard, rank 0 writes each epoch's log row to <fold dir>/tensorboard."""
+    if run.recipe.train.tensorboard and distributed.is_main():
+        run.tensorboard = tensorboard_class()(log_dir=str(run.fold_dir / "tensorboard"))
