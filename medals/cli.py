@@ -96,6 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", type=Path, help="recipe file to write (default: FOLDER/recipe.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite the recipe file if it exists")
 
+    report = verbs.add_parser(
+        "report",
+        help="write report.html for a run folder (also written at the end of `medals run`)",
+        description="One self-contained HTML page of a run (or ensemble) folder: recipe, stages, OOF metrics, "
+        "training curves, ROC/PR, calibration, confusion or per-class F1, Dice and best/worst cases.",
+    )
+    report.add_argument(
+        "run_dir", type=Path, help="a run folder (runs/<name>) or an ensemble's output folder"
+    )
+
+    compare = verbs.add_parser(
+        "compare",
+        help="compare runs: pooled CV, fold spread, time per stage, the config keys that differ",
+        description="One table of runs sorted by pooled CV. Give run folders, or a folder of recipes.",
+    )
+    compare.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders or a recipe folder"
+    )
+    style = compare.add_mutually_exclusive_group()
+    style.add_argument(
+        "--csv", action="store_const", const="csv", dest="style", help="CSV instead of a table"
+    )
+    style.add_argument(
+        "--markdown", action="store_const", const="markdown", dest="style", help="a Markdown table"
+    )
+
     demo = verbs.add_parser(
         "demo",
         help="generate small competitions and run the whole pipeline on each (CPU)",
@@ -125,6 +151,17 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.verb == "ensemble":
         return distributed.run_on_main(lambda: _ensemble(args))
+    if args.verb == "report":
+        from medals.stages.report import write_report
+
+        say_path = write_report(args.run_dir)
+        print(f"report: {say_path}")
+        return 0
+    if args.verb == "compare":
+        from medals.stages.compare import compare_table, format_table, run_folders
+
+        print(format_table(compare_table(run_folders(list(args.runs))), args.style or "text"))
+        return 0
     if args.verb == "init":
         from medals.stages.init import run_init
 
@@ -163,7 +200,8 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
     for recipe in every:
         if len(every) > 1:
             say(f"\n== {recipe.name} ==")
-        run_stages(recipe, STAGES, device, force=args.force)
+        layout = run_stages(recipe, STAGES, device, force=args.force)
+        _report(layout.root)
     if plan.ensemble:
         from medals.runtime.distributed import run_on_main
 
@@ -171,7 +209,16 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
         run_on_main(
             lambda: _run_plan_ensemble(plan, overrides, ensemble.method, ensemble.weights, plan.ensemble_dir)
         )
+        _report(plan.ensemble_dir)
     return 0
+
+
+def _report(folder: Path) -> None:
+    from medals.runtime.distributed import run_on_main
+    from medals.stages.common import say
+    from medals.stages.report import write_report
+
+    say(f"report: {run_on_main(lambda: write_report(folder))}")
 
 
 def _run_plan_ensemble(plan, overrides: list[str], method: str, weights, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -42,15 +43,33 @@ def run(recipe: Path, run_dir: Path, *extra: str, verb: str = "run") -> None:
     assert main([verb, str(recipe), f"run_dir={run_dir}", *TINY, *extra]) == 0
 
 
+def check_report(render, run_dir: Path) -> str:
+    """`medals run` wrote report.html: in a browser every figure decodes and the pooled metrics show."""
+    import re
+
+    page = run_dir / "report.html"
+    assert page.is_file()
+    dom = render(page)
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    assert images >= 2 and images == dom.count("<img ")
+    assert 'data-broken="0"' in dom
+    metrics = read_json(run_dir / "metrics.json")
+    for value in metrics["pooled"].values():
+        assert f"{value:.4f}" in dom
+    return dom
+
+
 def mtimes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys):
+def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys, render):
     run_dir = tmp_path / "run"
     run(melanoma, run_dir)
     out = capsys.readouterr().out
     assert "evaluate: pooled OOF" in out and "submit:" in out
+    dom = check_report(render, run_dir)
+    assert "ROC" in dom and "confusion" in dom and "missing stages" not in dom
 
     metrics = read_json(run_dir / "metrics.json")
     assert set(metrics["folds"]) == {"0", "1"} and 0.0 <= metrics["pooled"]["auc"] <= 1.0
@@ -120,7 +139,7 @@ def test_training_change_retrains(melanoma, tmp_path, capsys):
     assert not (run_dir / "fold1").exists()
 
 
-def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monkeypatch, capsys):
+def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monkeypatch, capsys, render):
     monkeypatch.chdir(tmp_path)  # members' run directories default to runs/<name>
     tree = yaml.safe_load(melanoma.read_text())
     members = []
@@ -146,15 +165,31 @@ def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monke
     got = sub.set_index("image_name")["target"]
     assert got.loc[expected.index].round(5).tolist() == expected.round(5).tolist()
 
+    # The ensemble's report: each member's CV, the blend's, their correlation.
+    dom = render(tmp_path / "runs/ens/report.html")
+    assert 'data-broken="0"' in dom and "member correlation" in dom and "blend (rank)" in dom
+    for seed in (0, 1):
+        auc = read_json(tmp_path / f"runs/member{seed}/metrics.json")["pooled"]["auc"]
+        assert f"{auc:.4f}" in dom
+    # compare: the two runs differ in one key (and their names), sorted by CV.
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "runs/member0"), str(tmp_path / "runs/member1"), "--csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    aucs = [read_json(tmp_path / f"runs/member{s}/metrics.json")["pooled"]["auc"] for s in (0, 1)]
+    assert table["cv"].tolist() == sorted(aucs, reverse=True)
+    assert [c for c in table.columns if "." in c or c == "seed"] == ["seed"]  # the one differing key
+    assert (table["train_s"] > 0).all() and table["fold_std"].notna().all()
+
     # The ensemble verb alone gives the same file from the members' predictions.
     assert main(["ensemble", str(ensemble), *TINY, "train.epochs=1", "--out", str(tmp_path / "again")]) == 0
     again = pd.read_csv(tmp_path / "again/submission.csv")
     assert again.equals(sub)
 
 
-def test_cells_multilabel_run(tmp_path_factory, tmp_path):
+def test_cells_multilabel_run(tmp_path_factory, tmp_path, render):
     recipe = competition(tmp_path_factory, "cells", 60, 12)
     run(recipe, tmp_path / "run")
+    assert "per-class F1" in check_report(render, tmp_path / "run")
     sub = pd.read_csv(tmp_path / "run" / "submission.csv", keep_default_na=False)
     assert list(sub.columns) == ["Id", "Predicted"]
     for text in sub["Predicted"]:
@@ -164,11 +199,12 @@ def test_cells_multilabel_run(tmp_path_factory, tmp_path):
     assert "f1_macro" in read_json(tmp_path / "run" / "metrics.json")["pooled"]
 
 
-def test_chest_segmentation_run(tmp_path_factory, tmp_path):
+def test_chest_segmentation_run(tmp_path_factory, tmp_path, render):
     from medals.data.rle import decode
 
     recipe = competition(tmp_path_factory, "chest", 48, 10)
     run(recipe, tmp_path / "run", "submit.min_area=0", "submit.pixel_threshold=0.3")
+    assert "Best and worst cases" in check_report(render, tmp_path / "run")
     sub = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
     assert list(sub.columns) == ["ImageId", "EncodedPixels"]
     for rle in sub["EncodedPixels"]:
@@ -188,3 +224,16 @@ def test_gpu_data_path_runs_every_stage(melanoma, tmp_path, cache):
     assert sorted(oof["id"]) == sorted(train["image_name"])
     sub = pd.read_csv(tmp_path / "run" / "submission.csv")
     assert sub["target"].between(0, 1).all() and sub["target"].nunique() > 1
+
+
+def test_report_of_a_partial_run_lists_what_is_missing(melanoma, tmp_path, capsys, render):
+    run_dir = tmp_path / "run"
+    run(melanoma, run_dir, verb="prepare")
+    assert main(["report", str(run_dir)]) == 0
+    dom = render(run_dir / "report.html")
+    assert "missing stages: split, search, train, evaluate, predict, submit" in dom
+    assert 'data-broken="0"' in dom
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2  # not a run folder
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not a medals run folder" in err

@@ -9,10 +9,13 @@ import pandas as pd
 
 from medals.config import GateSpec, Recipe
 from medals.errors import MedalsError
-from medals.files import write_npy, write_parquet
+from medals.files import write_json, write_npy, write_parquet
 from medals.stages.common import read_labels, require, say
 from medals.stages.layout import RunLayout
 from medals.stages.submit import SUBMITTED, submitted_probability, write_recipe_submission
+
+# What an ensemble's folder records of its members, for `medals report`.
+ENSEMBLE_FILE = "ensemble.json"
 
 
 def run_ensemble(
@@ -56,6 +59,19 @@ def run_ensemble(
         if submitted_only:
             test = test.rename(columns={"p_0": SUBMITTED})
     write_parquet(out_dir / "test.parquet", test)
+    write_json(
+        out_dir / ENSEMBLE_FILE,
+        {
+            "task": first.task,
+            "method": method,
+            "weights": weights,
+            "members": {
+                recipe.name: str(layout.root.resolve())
+                for recipe, layout in zip(recipes, layouts, strict=True)
+            },
+            "gate": [recipe.name for recipe in gate[0]] if gate is not None else [],
+        },
+    )
     oof = None
     if first.task == "multilabel" and all(layout.oof.exists() for layout in layouts):
         oofs = [pd.read_parquet(layout.oof).drop(columns="fold") for layout in layouts]

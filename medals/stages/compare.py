@@ -1,0 +1,97 @@
+"""compare: runs side by side, sorted by pooled CV: per-fold spread, time per stage, and the config keys
+that differ between them (everything else they share is left out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medals.errors import MedalsError
+from medals.files import read_json
+from medals.stages.report import STAGES, is_run_folder
+
+METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+
+
+def run_folders(paths: list[Path]) -> list[Path]:
+    """Run folders given directly, or the run folders of a folder of recipes (their run_dir)."""
+    from medals.config import load_recipe
+
+    out = []
+    for path in paths:
+        if is_run_folder(path):
+            out.append(path)
+        elif path.is_dir() and list(path.glob("*.yaml")):
+            for recipe_file in sorted(path.glob("*.yaml")):
+                try:
+                    run = load_recipe(recipe_file).run_path
+                except MedalsError:
+                    continue  # an ensemble file, or not a recipe
+                if is_run_folder(run):
+                    out.append(run)
+        else:
+            raise MedalsError(f"{path} is not a medals run folder (no config.yaml) nor a folder of recipes")
+    if len(out) < 1:
+        raise MedalsError(f"no run folders found in {', '.join(map(str, paths))}: run the recipes first")
+    return out
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {
+        prefix.rstrip("."): yaml.safe_dump(tree, default_flow_style=True, width=10_000)
+        .strip()
+        .removesuffix("...")
+        .strip()
+    }
+
+
+def compare_table(folders: list[Path]) -> pd.DataFrame:
+    configs = [yaml.safe_load((f / "config.yaml").read_text()) for f in folders]
+    flat = [_flat({k: v for k, v in c.items() if k not in ("run_dir", "source")}) for c in configs]
+    keys = sorted({k for f in flat for k in f})
+    differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]
+    rows = []
+    for folder, config, values in zip(folders, configs, flat, strict=True):
+        metric = METRIC.get(config.get("task"), "auc")
+        report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
+        row: dict[str, Any] = {"run": config.get("name", folder.name), "metric": metric}
+        row["cv"] = report.get("pooled", {}).get(metric, np.nan)
+        row["fold_mean"] = float(np.mean(folds)) if folds else np.nan
+        row["fold_std"] = float(np.std(folds)) if folds else np.nan
+        for stage in STAGES:
+            stamp_path = folder / "stages" / f"{stage}.json"
+            stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+            row[f"{stage}_s"] = stamp.get("seconds", np.nan)
+        for key in differ:
+            row[key] = values.get(key, "(unset)")
+        rows.append(row)
+    frame = pd.DataFrame(rows).sort_values("cv", ascending=False, na_position="last").reset_index(drop=True)
+    return frame.dropna(axis=1, how="all")
+
+
+def format_table(frame: pd.DataFrame, style: str) -> str:
+    if style == "csv":
+        return frame.to_csv(index=False).rstrip("\n")
+    shown = frame.map(lambda v: f"{v:.4f}" if isinstance(v, float) else str(v))
+    if style == "markdown":
+        head = "| " + " | ".join(shown.columns) + " |"
+        rule = "|" + "---|" * len(shown.columns)
+        body = ["| " + " | ".join(row) + " |" for row in shown.itertuples(index=False)]
+        return "\n".join([head, rule, *body])
+    widths = [max(len(str(c)), *(len(v) for v in shown[c])) for c in shown.columns]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(shown.columns, widths, strict=True))]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
+        for row in shown.itertuples(index=False)
+    ]
+    return "\n".join(lines)
