@@ -10,6 +10,7 @@ from medals.config import load_recipe
 from medals.files import read_json
 from medals.stages.common import say
 from medals.stages.pipeline import STAGES, run_stages
+from medals.stages.report import write_report
 
 # The floors the generated tasks are built to clear; printed beside the measured values.
 FLOORS = {"melanoma": ("auc", 0.9), "cells": ("f1_macro", 0.7), "chest": ("dice", 0.7)}
@@ -42,11 +43,13 @@ def run_task(task: str, out_dir: Path, device) -> dict:
     say(f"\n== demo {task}: {recipe.task}, {recipe.model.arch} {recipe.model.backbone} ==")
     start = time.perf_counter()
     layout = run_stages(recipe, STAGES, device)
+    seconds = time.perf_counter() - start
     metrics = read_json(layout.metrics)
     return {
         "metrics": metrics,
         "submission": layout.in_run(recipe.submit.file),
-        "seconds": time.perf_counter() - start,
+        "report": write_report(layout.root),
+        "seconds": seconds,
     }
 
 
@@ -61,5 +64,6 @@ def run_demo(tasks: list[str], out_dir: Path, device) -> dict:
         say(
             f"{task:9s} OOF {metric} pooled {pooled:.4f} (floor {floor}) per fold [{per_fold}] "
             f"in {result['seconds']:.0f}s\n          submission: {result['submission']}"
+            f"\n          report:     {result['report']}"
         )
     return results
