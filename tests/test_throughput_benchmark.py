@@ -58,6 +58,35 @@ def test_quick_run_reports_every_row(tmp_path):
     assert all(_positive(row["images_per_s"]) for row in datapath["rows"].values())
     _check_ratios(datapath)
 
+    # The suite's summary file (benchmarks/suite_summary.py) from the same JSON: its shape and its numbers.
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "e2e.json").write_text(out.read_text())
+    summary_run = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT.parent / "suite_summary.py"),
+            str(tmp_path / "suite"),
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert summary_run.returncode == 0, summary_run.stderr[-2000:]
+    written = Path(summary_run.stdout.splitlines()[0].removeprefix("wrote "))
+    assert written.parent == tmp_path and written.name.startswith("throughput-") and written.suffix == ".json"
+    summary = json.loads(written.read_text())
+    assert summary["device"]
+    assert len(summary["commit"]) == 40 or summary["commit"] == "unknown"  # outside a git checkout
+    assert summary["quick"] is True
+    for name, block in results["workloads"].items():
+        row = summary["workloads"][name]
+        assert row["medals_over_seed"] == block["ratios"]["medals_vs_seed"]["value"]
+        assert row["medals_pct_of_ceiling"] == block["ratios"]["medals_pct_of_ceiling"]["value"]
+        assert row["images_per_s"] == {k: v["images_per_s"] for k, v in block["rows"].items()}
+        assert isinstance(row["meets_targets"], bool)
+
     printed = done.stdout
     for column in RATIO_COLUMNS:
         assert f"| {column} |" in printed, column
