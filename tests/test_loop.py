@@ -99,9 +99,20 @@ def reference(multiclass_table, tmp_path_factory) -> Path:
 def test_training_writes_checkpoints_and_log(reference, multiclass_table):
     assert sorted(p.name for p in reference.iterdir()) == ["best.pt", "final.pt", "last.pt", "log.csv"]
     log = pd.read_csv(reference / "log.csv")
-    columns = ["epoch", "lr", "train_loss", "val_loss", "auc", "accuracy", "seconds", "images_per_s"]
+    columns = [
+        "epoch",
+        "lr",
+        "train_loss",
+        "val_loss",
+        "auc",
+        "accuracy",
+        "seconds",
+        "images_per_s",
+        "data_wait",
+    ]
     assert list(log.columns) == columns
     assert (log["images_per_s"] > 0).all() and (log["seconds"] > 0).all()
+    assert log["data_wait"].between(0, 1).all()
     assert log["epoch"].tolist() == [1, 2, 3]
     # It learns: the loss falls and the colours are told apart on the held-out fold.
     assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
@@ -231,6 +242,7 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
         "f1_macro_05",
         "seconds",
         "images_per_s",
+        "data_wait",
     ]
     assert 0.0 <= result["f1_macro"] <= 1.0 and math.isfinite(result["val_loss"])
     low = load_checkpoint(tmp_path / "fold1" / "low_loss.pt")

@@ -54,3 +54,21 @@ def test_stopping_early_ends_the_thread():
     assert int(next(batches)["index"][0]) == 0
     batches.close()  # what a `break` out of the consumer's loop does
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_stats_count_the_time_spent_waiting_for_batches(background):
+    import time
+
+    def slow_loader():
+        for k in range(5):
+            time.sleep(0.02)  # a loader that takes at least 20 ms per batch
+            yield {"image": torch.full((1,), float(k))}
+
+    stats: dict[str, float] = {}
+    out = list(
+        prefetched(slow_loader(), lambda batch, _g: batch, None, CPU, background=background, stats=stats)
+    )
+    assert [int(b["image"]) for b in out] == list(range(5))
+    # A consumer that does nothing waits at least for every batch's sleep (a lower bound, whatever the load).
+    assert stats["wait_s"] >= 5 * 0.02 * 0.99

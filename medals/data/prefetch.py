@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -39,18 +40,30 @@ def prefetched(
     device: torch.device,
     depth: int = 2,
     background: bool | None = None,
+    stats: dict[str, float] | None = None,
 ) -> Iterator[dict]:
     """prepare(batch, generator) for every loader batch, in order, up to `depth` batches ahead.
 
     background None: in a thread (on a side stream) on CUDA, in the calling thread otherwise. The batches
     and the random stream are the same either way: one thread consumes the generator, in loader order.
+    With `stats`, stats["wait_s"] accumulates the time the consumer waited for its next batch (the
+    loader and prepare in the calling thread; the queue in the background).
     """
     if background is None:
         background = device.type == "cuda"
+    clock = stats if stats is not None else {}
+    clock.setdefault("wait_s", 0.0)
     if not background:
-        for batch in loader:
-            yield prepare(batch, generator)
-        return
+        batches = iter(loader)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, _DONE)
+            if batch is _DONE:
+                clock["wait_s"] += time.perf_counter() - started
+                return
+            out = prepare(batch, generator)
+            clock["wait_s"] += time.perf_counter() - started
+            yield out
     cuda = device.type == "cuda"
     stream = torch.cuda.Stream(device=device) if cuda else None
     ready: queue.Queue = queue.Queue(maxsize=depth)
@@ -85,7 +98,9 @@ def prefetched(
     thread.start()
     try:
         while True:
+            started = time.perf_counter()
             out, event = ready.get()
+            clock["wait_s"] += time.perf_counter() - started
             if out is _DONE:
                 return
             if isinstance(out, BaseException):

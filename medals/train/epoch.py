@@ -16,16 +16,19 @@ from medals.train.step import maybe_kill, optimizer_step, set_lr
 from medals.train.validation import validate
 
 # Log columns about the run's speed, not its results: left out of the printed line.
-SPEED_COLUMNS = ("seconds", "images_per_s")
+SPEED_COLUMNS = ("seconds", "images_per_s", "data_wait")
 
 
 def run_epoch(run: Run, epoch: int) -> None:
     started = time.perf_counter()
-    lr, train_loss, images_per_s = train_epoch(run, epoch)
+    lr, train_loss, images_per_s, data_wait = train_epoch(run, epoch)
     val_loss, metrics = validate(run)
     row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, **metrics}
     row["seconds"] = round(time.perf_counter() - started, 3)
     row["images_per_s"] = round(images_per_s, 1)  # training images per second (all ranks)
+    # The share of the training pass the loop spent waiting for its next batch (host time; on CUDA the
+    # GPU may still be busy with the previous step meanwhile, so this bounds the GPU's idle share).
+    row["data_wait"] = round(data_wait, 4)
     run.log.append(row)
     save_improved(run, row)
     if epoch + 1 in run.recipe.swa_epochs:
@@ -57,8 +60,9 @@ def run_epoch(run: Run, epoch: int) -> None:
         )
 
 
-def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
-    """One pass over the training rows: (lr at the epoch's first step, mean training loss, images/s)."""
+def train_epoch(run: Run, epoch: int) -> tuple[float, float, float, float]:
+    """One pass over the training rows: (lr at the epoch's first step, mean training loss, images/s, the
+    fraction of the pass spent waiting for data)."""
     from tqdm.auto import tqdm
 
     cfg = run.recipe.train
@@ -75,8 +79,9 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
     seen = 0
     started = time.perf_counter()
     world = distributed.world_size()
+    waits: dict[str, float] = {"wait_s": 0.0}
     bar = tqdm(
-        prefetched(loader, run.prepare_train, generator, run.device),
+        prefetched(loader, run.prepare_train, generator, run.device, stats=waits),
         total=n_batches,
         desc=f"fold {run.fold} epoch {epoch + 1}/{cfg.epochs}",
         disable=not cfg.progress or not distributed.is_main(),
@@ -107,14 +112,16 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
             lr = run.optimizer.param_groups[0]["lr"]
             bar.set_postfix(_postfix(run, loss_sum.item() / max(seen, 1), lr, rate), refresh=False)
     bar.close()
-    images_per_s = seen * world / max(time.perf_counter() - started, 1e-9)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    images_per_s = seen * world / elapsed
+    data_wait = min(waits["wait_s"] / elapsed, 1.0)
     train_loss = sharding.global_mean(loss_sum, seen)  # over every rank's rows
     if not math.isfinite(train_loss):
         raise MedalsError(
             f"fold {run.fold} epoch {epoch + 1}: the training loss is {train_loss}, training diverged "
             f"(lower train.lr or set train.clip_grad)"
         )
-    return first_lr, train_loss, images_per_s
+    return first_lr, train_loss, images_per_s, data_wait
 
 
 def _postfix(run: Run, loss: float, lr: float, rate: float) -> dict[str, str]:
