@@ -1,11 +1,10 @@
 """Prepare the next batches on a side CUDA stream in a background thread while the model trains.
 
-The GPU data path's ops read a few per-sample values back to the host (which samples an op picked,
-kernel sizes): each such read waits for the stream it runs on. On the training stream it would wait for
-the previous training step to finish and leave the GPU idle while the next kernels are launched. On a
-stream of its own it waits only for the augmentation, and the thread lets the host launch the next
-batch's kernels while the main thread launches the model's. On the CPU (or for the CPU data path) the
-batches are simply prepared in order, in the calling thread.
+The GPU data path's ops draw every random choice on the host and read nothing back from the device
+(tests/test_gpu_no_sync.py), so preparing a batch never waits for the training stream; JPEG decoding
+and the host side of the loader still take time, which the thread overlaps with the model's kernel
+launches, up to `depth` batches ahead. On the CPU (or for the CPU data path) the batches are simply
+prepared in order, in the calling thread.
 """
 
 from __future__ import annotations

@@ -155,7 +155,9 @@ def device_generator(run: Run, seed: int) -> torch.Generator:
     Under DDP each rank draws its own stream, so the shares of one global batch are not augmented alike;
     the offset per rank is the CPU path's (sharding.rank_seed), so both paths seed ranks by one rule.
     """
-    generator = torch.Generator(device=run.device)
+    # On the host: the ops draw their parameters and choices there and copy them to the device, so the
+    # augmentation step never waits for the device to read a value back.
+    generator = torch.Generator()
     generator.manual_seed(sharding.rank_seed(seed, distributed.rank()))
     return generator
 

@@ -42,7 +42,8 @@ def _reflect101_indices(n: int, size: int, device: torch.device) -> torch.Tensor
 
 def _tile_weights(size: int, tile: int, tiles: int, device: torch.device):
     """OpenCV's interpolation coordinates along one axis: (tile1, tile2, weight1, weight2)."""
-    inv = torch.tensor(np.float32(1) / np.float32(tile), device=device)
+    # A float32 value as a Python scalar: the kernel takes it as an argument, with no copy to the device.
+    inv = float(np.float32(1) / np.float32(tile))
     f = torch.arange(size, device=device, dtype=torch.float32) * inv - 0.5
     t1 = torch.floor(f)
     a = f - t1
@@ -91,14 +92,19 @@ def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[
     row = (torch.arange(hp, device=dev) // th) * tiles_x
     col = torch.arange(wp, device=dev) // tw
     tile_of = ((row[:, None] + col[None, :]) * BINS).to(itype)
-    hist = torch.bincount((src + tile_of).reshape(-1), minlength=n * n_tiles * BINS)
+    # A fixed-size count (index_add_), not bincount, whose output size depends on the data's maximum and
+    # so would read it back from the device.
+    flat = (src + tile_of).reshape(-1)
+    hist = torch.zeros(n * n_tiles * BINS, dtype=torch.int64, device=dev).index_add_(
+        0, flat.long(), torch.ones_like(flat, dtype=torch.int64)
+    )
     hist = hist.reshape(n, n_tiles, BINS)
 
     clip = clip_limit.to(dev, torch.float64)
     limit = torch.trunc(clip * area / BINS).long().clamp(min=1)
     limit = torch.where(clip > 0, limit, torch.full_like(limit, area + 1))
     hist = clip_histograms(hist, limit)
-    scale = torch.tensor(np.float32(BINS - 1) / np.float32(area), device=dev)
+    scale = float(np.float32(BINS - 1) / np.float32(area))  # float32-exact, passed as a kernel argument
     lut = torch.round(hist.cumsum(-1).to(torch.float32) * scale).clamp(0, MAX_VALUE).reshape(-1)
 
     # bilinear blend of the four nearest tile LUTs at every pixel of the original image

@@ -21,7 +21,7 @@ from medals.augment.gpu.dropout import CoarseDropout
 from medals.augment.gpu.flips import Dihedral, HorizontalFlip, Transpose, VerticalFlip
 from medals.augment.gpu.geometry import Affine
 from medals.augment.gpu.noise import GaussNoise
-from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, apply_subset, rand
+from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, apply_subset, host_rand, to_device
 from medals.augment.gpu.warp import FusedWarps, Resize, Warp
 
 NORMALIZE = ("fixed", "image")
@@ -37,31 +37,32 @@ class OneOf(GpuOp):
         w = torch.tensor(list(weights), dtype=torch.float64)
         self.weights = w / w.sum()
 
-    def choose(self, n: int, g: torch.Generator, device) -> torch.Tensor:
-        """Which child each of n samples gets."""
+    def choose(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """Which child each of n samples gets, on the generator's device (the host: nothing read back)."""
         choice = torch.multinomial(self.weights.to(g.device).expand(n, -1), 1, replacement=True, generator=g)
-        return choice.squeeze(1).to(device)
+        return choice.squeeze(1)
 
     def apply(self, x, m, g):
-        choice = self.choose(x.shape[0], g, x.device)
+        choice = self.choose(x.shape[0], g)
         for i, child in enumerate(self.children):
             x, m = apply_subset(child, choice == i, x, m, g)
         return x, m
 
     def entries(self, n, h, w, g, device) -> list[tuple]:
         """A fused run's (child, sample indices, params), drawn in the order `__call__` draws them."""
-        chosen = (rand(n, g, device) < self.p).nonzero().squeeze(1)
+        chosen = (host_rand(n, g) < self.p).nonzero().squeeze(1)
         k = chosen.numel()
         if k == 0:
             return []
-        choice = self.choose(k, g, device)
+        choice = self.choose(k, g)
         out = []
         for i, child in enumerate(self.children):
             sub = (choice == i).nonzero().squeeze(1)
             if sub.numel() == 0:
                 continue
             idx = chosen[sub]
-            out.append((child, None if idx.numel() == n else idx, child.draw(sub.numel(), h, w, g, device)))
+            params = child.draw(sub.numel(), h, w, g, device)
+            out.append((child, None if idx.numel() == n else to_device(idx, device), params))
         return out
 
 
@@ -237,7 +238,8 @@ class GpuAugment:
         ):
             raise ValueError(f"mean/std have {len(self.mean)} values, the images {images.shape[1]} channels")
         if generator is None:
-            generator = torch.Generator(device=images.device)
+            # A host generator: every random choice is made on the host, none is read back from the device.
+            generator = torch.Generator()
             generator.seed()
         # the ops write into their batch: never into the caller's tensors
         x = images.float() if images.dtype != torch.float32 else images.clone()

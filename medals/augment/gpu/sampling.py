@@ -11,9 +11,20 @@ import torch
 MAX_VALUE = 255.0
 
 
+def host_rand(n: int, g: torch.Generator) -> torch.Tensor:
+    """n float64 draws from U[0, 1), left on the generator's device (the host, for a CPU generator): for
+    choices the host acts on (which samples an op takes), so no value is read back from the images' device."""
+    return torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on the images' device, copied without waiting for the device."""
+    return t if t.device == device else t.to(device, non_blocking=True)
+
+
 def rand(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     """n float64 draws from U[0, 1)."""
-    return torch.rand(n, generator=g, device=g.device, dtype=torch.float64).to(device)
+    return to_device(host_rand(n, g), device)
 
 
 def uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -23,7 +34,7 @@ def uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.devi
 
 def randint(n: int, lo: int, hi: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     """Integers in [lo, hi] inclusive (like random.randint)."""
-    return torch.randint(int(lo), int(hi) + 1, (n,), generator=g, device=g.device).to(device)
+    return to_device(torch.randint(int(lo), int(hi) + 1, (n,), generator=g, device=g.device), device)
 
 
 def randint_between(lo: torch.Tensor, hi: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -42,7 +53,7 @@ class GpuOp:
     def __call__(
         self, x: torch.Tensor, m: torch.Tensor | None, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        chosen = rand(x.shape[0], g, x.device) < self.p
+        chosen = host_rand(x.shape[0], g) < self.p  # decided on the host: no read from the device
         return apply_subset(self, chosen, x, m, g)
 
     def apply(
@@ -54,13 +65,18 @@ class GpuOp:
 def apply_subset(
     op: GpuOp, chosen: torch.Tensor, x: torch.Tensor, m: torch.Tensor | None, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """op.apply on the samples where `chosen` is true; the others pass through unchanged."""
+    """op.apply on the samples where `chosen` is true; the others pass through unchanged.
+
+    `chosen` lives on the generator's device; with a host generator its indices are known on the host and
+    copied to the images' device, so selecting a subset reads nothing back from the device.
+    """
     idx = chosen.nonzero().squeeze(1)
     n = idx.numel()
     if n == 0:
         return x, m
     if n == x.shape[0]:
         return op.apply(x, m, g)
+    idx = to_device(idx, x.device)
     xs, ms = op.apply(x[idx], None if m is None else m[idx], g)
     # In place: an op owns the batch it is given (GpuAugment hands its ops a copy), and a copy of the
     # whole batch for every op with p < 1 would cost more than most ops themselves.

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medals.augment.gpu.sampling import GpuOp, rand
+from medals.augment.gpu.sampling import GpuOp, host_rand, to_device
 
 COORD = torch.float32
 _BORDERS = {0: "constant", 1: "replicate", 2: "reflect", 4: "reflect101"}
@@ -126,12 +126,11 @@ class Warp(GpuOp):
 
     def entries(self, n: int, h: int, w: int, g: torch.Generator, device) -> list[tuple]:
         """(op, sample indices or None for all, params) for a batch of n, drawn as `__call__` would."""
-        chosen = rand(n, g, device) < self.p
-        idx = chosen.nonzero().squeeze(1)
+        idx = (host_rand(n, g) < self.p).nonzero().squeeze(1)  # on the host: nothing read back
         k = idx.numel()
         if k == 0:
             return []
-        return [(self, None if k == n else idx, self.draw(k, h, w, g, device))]
+        return [(self, None if k == n else to_device(idx, device), self.draw(k, h, w, g, device))]
 
     def apply(self, x, m, g):
         n, _, h, w = x.shape
@@ -141,7 +140,8 @@ class Warp(GpuOp):
 
 def fixed_matrix(rows: Sequence[Sequence[float]], device) -> torch.Tensor:
     """A fixed [1, 3, 3] float64 matrix from its top two rows."""
-    return torch.tensor([*rows, (0.0, 0.0, 1.0)], dtype=torch.float64, device=device)[None]
+    # Made on the host and copied: a tensor built on the device from Python values waits for its stream.
+    return to_device(torch.tensor([*rows, (0.0, 0.0, 1.0)], dtype=torch.float64)[None], device)
 
 
 class Resize(Warp):

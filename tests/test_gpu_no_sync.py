@@ -1,0 +1,76 @@
+"""The GPU data path's augmentation step reads nothing back from the device.
+
+The check runs the step on a "meta" batch: tensors with a shape, a dtype and a device but no values, so
+any read of a device value (.item(), .tolist(), bool(), nonzero, a bincount whose size depends on the data)
+raises. A step that completes on meta tensors makes no device-to-host read; on CUDA it therefore never
+waits for the device. Its random choices (which samples an op takes, OneOf's child, kernel sizes) come
+from a host generator, as the training loop's device_generator makes it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medals.augment.gpu import build_gpu_transform
+from medals.config import load_recipe
+from medals.train.setup import device_generator
+
+RECIPES = {
+    "melanoma": "recipes/melanoma_1st/9c_meta_b3_768_512_ext_18ep.yaml",
+    "pneumothorax": "recipes/pneumothorax_2nd/seg_unet_se50_1024.yaml",
+}
+
+
+def _spec(name: str) -> list[dict]:
+    from pathlib import Path
+
+    return load_recipe(Path(__file__).resolve().parents[1] / RECIPES[name]).train.augment
+
+
+def _ops(name: str) -> list[dict]:
+    """Each op of the list, and each child of its OneOfs, as an op of its own."""
+    out = []
+    for op in _spec(name):
+        out.append(op)
+        out.extend(dict(child) for child in op.get("transforms", []))
+    return out
+
+
+def _step(spec: list[dict], seed: int, masks: bool) -> None:
+    aug = build_gpu_transform(spec, 64, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    images = torch.empty(6, 3, 96, 96, device="meta")
+    mask = torch.empty(6, 1, 96, 96, device="meta") if masks else None
+    generator = torch.Generator().manual_seed(seed)
+    out, out_mask = aug(images, mask, generator)
+    assert out.shape == (6, 3, 64, 64) and out.device.type == "meta"
+    assert out_mask is None or out_mask.shape == (6, 1, 64, 64)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_every_op_alone_reads_nothing_back(name, p):
+    for op in _ops(name):
+        for seed in range(3):  # several draws: subsets of every size, each OneOf child
+            _step([{**op, "p": p}], seed, masks=name == "pneumothorax")
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_the_whole_list_reads_nothing_back(name):
+    for seed in range(8):
+        _step(_spec(name), seed, masks=name == "pneumothorax")
+
+
+def test_a_read_from_the_device_is_caught():
+    # What the check relies on: reading a meta tensor's values raises.
+    x = torch.empty(4, device="meta")
+    for read in (lambda: x.nonzero(), lambda: x.sum().item(), lambda: x.tolist(), lambda: bool(x[0] > 0)):
+        with pytest.raises((NotImplementedError, RuntimeError)):
+            read()
+
+
+def test_the_training_loop_draws_augmentation_on_the_host():
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(device=torch.device("cuda"))  # even for a CUDA run
+    assert device_generator(run, 7).device.type == "cpu"
