@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import torch
 
+import medals.augment.gpu.kernels as kernels
 from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
 
 
 def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """albumentations 2 RandomBrightnessContrast.apply: clip(x * alpha + beta), beta in pixel units."""
+    """albumentations 2 RandomBrightnessContrast.apply: clip(x * alpha + beta), beta in pixel units.
+
+    On CUDA with Triton, one fused pass (kernels.brightness_contrast); this eager form is its reference.
+    """
+    if kernels.available(x):
+        return kernels.brightness_contrast(x, alpha, beta, MAX_VALUE)
     shape = (-1, 1, 1, 1)
     return (x * alpha.reshape(shape).to(x.dtype) + beta.reshape(shape).to(x.dtype)).clamp(0, MAX_VALUE)
 
