@@ -15,6 +15,9 @@ from medals.config.split import SplitConfig
 from medals.config.submit import SubmitConfig
 from medals.config.train import LossTerm, TrainConfig
 
+# The metric each task is scored by (checkpoints, init, report and compare read it here).
+MAIN_METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+
 
 class Recipe(Strict):
     name: str
@@ -96,9 +99,7 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
-        return {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}[
-            self.task
-        ]
+        return MAIN_METRIC[self.task]
 
     @property
     def submit_kind(self) -> str:

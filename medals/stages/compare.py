@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
 from medals.files import read_json
-from medals.stages.report import STAGES, is_run_folder
-
-METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+from medals.stages.pipeline import STAGES
+from medals.stages.report import is_run_folder
 
 
 def run_folders(paths: list[Path]) -> list[Path]:
@@ -61,7 +61,7 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
     differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]
     rows = []
     for folder, config, values in zip(folders, configs, flat, strict=True):
-        metric = METRIC.get(config.get("task"), "auc")
+        metric = MAIN_METRIC.get(config.get("task"), "auc")
         report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
         folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
         row: dict[str, Any] = {"run": config.get("name", folder.name), "metric": metric}

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from medals.config import apply_override, parse_override, recipe_from_dict
+from medals.config.recipe import MAIN_METRIC
 from medals.data.inspect import Columns, read_columns
 from medals.data.inspect_images import DICOM_EXTS, TIFF_EXTS, find_images, find_masks, index_files
 from medals.errors import MedalsError
@@ -23,7 +24,6 @@ from medals.files import write_text
 from medals.stages.common import say
 
 SIZES = (32, 64, 128, 224, 256, 384, 512)
-METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
 
 
 def _image_size(side: int) -> int:
@@ -154,7 +154,7 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         model["head"] = "meta"
         model["meta_hidden"] = [64, 32]
         why["model.head"] = "image features and the metadata MLP joined before the classifier"
-    metric = "accuracy" if cols.submit_kind.value == "label" else METRIC[task]
+    metric = "accuracy" if cols.submit_kind.value == "label" else MAIN_METRIC[task]
     train = {
         "epochs": 10,
         "batch_size": 32 if size <= 256 else 16,

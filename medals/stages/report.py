@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
 from medals.files import read_json, write_text
 from medals.stages.layout import RunLayout
+from medals.stages.pipeline import STAGES
 
-STAGES = ("prepare", "split", "search", "train", "evaluate", "predict", "submit")
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
 th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a40}"""
@@ -92,8 +93,7 @@ def _plots():
 
 
 def _main_metric(config: dict) -> str:
-    task = config.get("task")
-    return {"multilabel": "f1_macro", "segmentation": "dice"}.get(task, "auc")
+    return MAIN_METRIC.get(config.get("task"), "auc")
 
 
 def _summary(config: dict) -> str:
