@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from medals.runtime.checkpoint import load_checkpoint, save_checkpoint
+from medals.train import loop
 from medals.train.averaging import average_checkpoints, recompute_batchnorm
 
 
@@ -52,7 +55,7 @@ def test_batchnorm_statistics_are_recomputed_over_the_loader():
 
 
 @pytest.mark.slow
-def test_training_writes_swa_checkpoint(tmp_path):
+def test_training_writes_swa_checkpoint(tmp_path, monkeypatch):
     import cv2
     import numpy as np
 
@@ -94,13 +97,25 @@ def test_training_writes_swa_checkpoint(tmp_path):
         },
         "test",
     )
-    train_fold(recipe, table, 0, tmp_path / "fold0", num_classes=2)
     fold = tmp_path / "fold0"
-    assert (
-        (fold / "epoch2.pt").exists() and (fold / "epoch3.pt").exists() and not (fold / "epoch1.pt").exists()
-    )
+    kept = tmp_path / "kept"
+    drop = loop.drop_resume_files
+
+    def copy_then_drop(
+        fold_dir, recipe
+    ):  # the epoch files are deleted once final.pt exists: keep copies to compare
+        kept.mkdir()
+        for path in fold_dir.glob("epoch*.pt"):
+            shutil.copy(path, kept / path.name)
+        drop(fold_dir, recipe)
+
+    monkeypatch.setattr(loop, "drop_resume_files", copy_then_drop)
+    train_fold(recipe, table, 0, fold, num_classes=2)
+    assert sorted(p.name for p in kept.iterdir()) == ["epoch2.pt", "epoch3.pt"]
+    assert not (fold / "last.pt").exists() and not list(fold.glob("epoch*.pt"))
+    assert (fold / "final.pt").exists()
     swa = load_checkpoint(fold / "swa.pt")
-    averaged = average_checkpoints([fold / "epoch2.pt", fold / "epoch3.pt"])
+    averaged = average_checkpoints([kept / "epoch2.pt", kept / "epoch3.pt"])
     for key, value in averaged.items():
         if value.is_floating_point() and "running_" not in key:
             assert torch.allclose(swa["model"][key], value), key

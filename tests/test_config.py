@@ -66,6 +66,29 @@ def test_segmentation_needs_a_decoder(tmp_path):
         load_recipe(write(tmp_path, {"name": "s", "task": "segmentation"}))
 
 
+def test_infer_checkpoint_must_be_one_a_fold_keeps(tmp_path):
+    path = write(tmp_path, BASE)
+    # last.pt and epoch<k>.pt are deleted when a fold finishes: predicting from them cannot work.
+    for name in ("last", "epoch2", "swa"):
+        with pytest.raises(MedalsError, match=f"infer.checkpoint '{name}' .* choose one of best, final"):
+            load_recipe(path, [f"infer.checkpoint={name}"])
+    recipe = load_recipe(path, ["train.swa={last: 2}", "infer.checkpoint=swa"])
+    assert recipe.kept_checkpoints == ["best", "final", "swa"]
+    rule = "train.checkpoints=[{name: low_loss, metric: val_loss, mode: min}]"
+    with pytest.raises(MedalsError, match="infer.checkpoint 'best' .* choose one of low_loss, final"):
+        load_recipe(path, [rule])  # a renamed rule: the default 'best' no longer exists
+    assert load_recipe(path, [rule, "infer.checkpoint=low_loss"]).kept_checkpoints == ["low_loss", "final"]
+
+
+def test_checkpoint_rule_names_are_checked_when_the_recipe_loads(tmp_path):
+    path = write(tmp_path, BASE)
+    for name in ("last", "final", "swa", "epoch3", "a/b", ""):
+        with pytest.raises(MedalsError, match=r"train.checkpoints\[0\].name .* is not allowed \(reserved"):
+            load_recipe(path, [f"train.checkpoints=[{{name: '{name}'}}]"])
+    with pytest.raises(MedalsError, match="train.checkpoints has the name 'best' twice"):
+        load_recipe(path, ["train.checkpoints=[{name: best}, {name: best, metric: val_loss}]"])
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(MedalsError, match="does not exist"):
         load_recipe(tmp_path / "nope.yaml")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ import torch
 from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.runtime.checkpoint import load_checkpoint
+from medals.train import loop
 from medals.train.checkpointing import is_improvement
 from medals.train.loop import train_fold
 from medals.train.schedules import build_schedule
@@ -88,16 +90,39 @@ def _multiclass_recipe(**train) -> Recipe:
     )
 
 
+@contextlib.contextmanager
+def last_read_before_deletion():
+    """Yield a dict that gets each finished fold's last.pt payload, read just before the fold deletes it."""
+    kept: dict[str, dict] = {}
+    drop = loop.drop_resume_files
+
+    def read_then_drop(fold_dir, recipe):
+        kept[fold_dir.name] = load_checkpoint(fold_dir / "last.pt")
+        drop(fold_dir, recipe)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop, "drop_resume_files", read_then_drop)
+        yield kept
+
+
 @pytest.fixture(scope="module")
-def reference(multiclass_table, tmp_path_factory) -> Path:
-    """Fold 0 trained in one go, in this process."""
+def reference_run(multiclass_table, tmp_path_factory) -> tuple[Path, dict]:
+    """Fold 0 trained in one go, in this process, with the payload its last.pt held at the end."""
     fold_dir = tmp_path_factory.mktemp("reference") / "fold0"
-    train_fold(_multiclass_recipe(), multiclass_table, 0, fold_dir, num_classes=3)
-    return fold_dir
+    with last_read_before_deletion() as kept:
+        train_fold(_multiclass_recipe(), multiclass_table, 0, fold_dir, num_classes=3)
+    return fold_dir, kept["fold0"]
 
 
-def test_training_writes_checkpoints_and_log(reference, multiclass_table):
-    assert sorted(p.name for p in reference.iterdir()) == ["best.pt", "final.pt", "last.pt", "log.csv"]
+@pytest.fixture(scope="module")
+def reference(reference_run) -> Path:
+    return reference_run[0]
+
+
+def test_training_writes_checkpoints_and_log(reference_run, multiclass_table):
+    reference, last = reference_run
+    # The resume point is gone once final.pt exists: only what predict and report read is kept.
+    assert sorted(p.name for p in reference.iterdir()) == ["best.pt", "final.pt", "log.csv"]
     log = pd.read_csv(reference / "log.csv")
     columns = [
         "epoch",
@@ -126,7 +151,7 @@ def test_training_writes_checkpoints_and_log(reference, multiclass_table):
     top = int(log["auc"].idxmax())  # the first epoch with the top AUC wins ties
     assert best["epoch"] == top + 1
     assert best["best"]["best"]["value"] == pytest.approx(log["auc"].iloc[top])
-    final, last = load_checkpoint(reference / "final.pt"), load_checkpoint(reference / "last.pt")
+    final = load_checkpoint(reference / "final.pt")
     assert final["epoch"] == last["epoch"] == 3
     assert "optimizer" not in final and "optimizer" in last and "rng" in last
     assert all(torch.equal(final["model"][k], last["model"][k]) for k in final["model"])
@@ -146,6 +171,15 @@ def test_finished_fold_is_not_trained_again(reference, multiclass_table):
     assert result["epoch"] == 3
 
 
+def test_resume_file_left_by_a_kill_after_final_is_deleted(reference, multiclass_table):
+    # A kill between writing final.pt and deleting last.pt: the next call finds a finished fold.
+    stray = reference / "last.pt"
+    stray.write_bytes((reference / "final.pt").read_bytes())
+    train_fold(_multiclass_recipe(), multiclass_table, 0, reference, num_classes=3)
+    assert not stray.exists()
+    assert sorted(p.name for p in reference.iterdir()) == ["best.pt", "final.pt", "log.csv"]
+
+
 def test_changed_recipe_does_not_reuse_a_fold(reference, multiclass_table):
     with pytest.raises(MedalsError, match="another recipe"):
         train_fold(_multiclass_recipe(lr=1e-2), multiclass_table, 0, reference, num_classes=3)
@@ -155,6 +189,7 @@ _SCRIPT = """
 import sys
 import pandas as pd
 from medals.config import Recipe
+from medals.train import loop
 from medals.train.loop import train_fold
 
 recipe = Recipe.model_validate_json(open(sys.argv[1]).read())
@@ -231,7 +266,8 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
             },
         }
     )
-    result = train_fold(recipe, table, 1, tmp_path / "fold1", num_classes=3)
+    with last_read_before_deletion() as kept:
+        result = train_fold(recipe, table, 1, tmp_path / "fold1", num_classes=3)
     log = pd.read_csv(tmp_path / "fold1" / "log.csv")
     assert list(log.columns) == [
         "epoch",
@@ -248,7 +284,7 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
     low = load_checkpoint(tmp_path / "fold1" / "low_loss.pt")
     assert low["epoch"] == int(log["val_loss"].idxmin()) + 1
     # 10 rows / batch 2 = 5 batches -> optimizer steps after batches 2, 4 and 5: 3 per epoch.
-    last = load_checkpoint(tmp_path / "fold1" / "last.pt")
+    last = kept["fold1"]
     assert max(s["step"] for s in last["optimizer"]["state"].values()) == 6
 
 
@@ -256,12 +292,6 @@ def test_unknown_checkpoint_metric_is_a_user_error(multiclass_table, tmp_path):
     recipe = _multiclass_recipe(epochs=1, checkpoints=[{"name": "best", "metric": "dice"}])
     with pytest.raises(MedalsError, match=r"train.checkpoints\[0\].metric 'dice'"):
         train_fold(recipe, multiclass_table.iloc[:12], 0, tmp_path / "f", num_classes=3)
-
-
-def test_reserved_checkpoint_name_is_a_user_error(multiclass_table, tmp_path):
-    recipe = _multiclass_recipe(checkpoints=[{"name": "last"}])
-    with pytest.raises(MedalsError, match="reserved"):
-        train_fold(recipe, multiclass_table, 0, tmp_path / "f", num_classes=3)
 
 
 def test_segmentation_smoke(tmp_path):
@@ -295,12 +325,7 @@ def test_segmentation_smoke(tmp_path):
     )
     result = train_fold(recipe, table, 0, tmp_path / "fold0")
     assert 0.0 <= result["dice"] <= 1.0 and math.isfinite(result["val_loss"])
-    assert sorted(p.name for p in (tmp_path / "fold0").iterdir()) == [
-        "best.pt",
-        "final.pt",
-        "last.pt",
-        "log.csv",
-    ]
+    assert sorted(p.name for p in (tmp_path / "fold0").iterdir()) == ["best.pt", "final.pt", "log.csv"]
     assert load_checkpoint(tmp_path / "fold0" / "final.pt")["info"]["num_classes"] == 1
 
 
@@ -310,9 +335,10 @@ def test_mixed_precision_path_runs(multiclass_table, tmp_path, monkeypatch):
 
     monkeypatch.setattr(runtime, "resolve_precision", lambda precision, device: (torch.bfloat16, True))
     recipe = _multiclass_recipe(epochs=1, clip_grad=0.5, channels_last=True, precision="bf16")
-    result = train_fold(recipe, multiclass_table, 1, tmp_path / "fold1", num_classes=3)
+    with last_read_before_deletion() as kept:
+        result = train_fold(recipe, multiclass_table, 1, tmp_path / "fold1", num_classes=3)
     assert math.isfinite(result["train_loss"]) and math.isfinite(result["val_loss"])
-    last = load_checkpoint(tmp_path / "fold1" / "last.pt")
+    last = kept["fold1"]
     assert last["scaler"]["scale"] > 0  # the scaler's state is part of the resume point
 
 

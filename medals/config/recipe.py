@@ -16,6 +16,9 @@ from medals.config.submit import SubmitConfig
 from medals.config.train import LossTerm, TrainConfig
 
 # The metric each task is scored by (checkpoints, init, report and compare read it here).
+# Checkpoint files a fold writes itself (epoch<k> too): no train.checkpoints rule may take these names.
+RESERVED_CHECKPOINTS = ("last", "final", "swa")
+
 MAIN_METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
 
 
@@ -72,7 +75,29 @@ class Recipe(Strict):
             bad = [e for e in self.swa_epochs if not 1 <= e <= self.train.epochs]
             if bad:
                 raise ValueError(f"train.swa epoch {bad[0]} is outside 1..{self.train.epochs}")
+        names = [rule.name for rule in self.train.checkpoints]
+        for i, name in enumerate(names):
+            reserved = name in RESERVED_CHECKPOINTS or name.startswith("epoch")
+            if reserved or not name or "/" in name or name != name.strip():
+                raise ValueError(
+                    f"train.checkpoints[{i}].name '{name}' is not allowed "
+                    f"(reserved: last, final, swa, epoch<k>; no '/')"
+                )
+            if names.count(name) > 1:
+                raise ValueError(f"train.checkpoints has the name '{name}' twice")
+        kept = self.kept_checkpoints
+        if self.infer.checkpoint not in kept:
+            raise ValueError(
+                f"infer.checkpoint '{self.infer.checkpoint}' is not a checkpoint a fold keeps: "
+                f"choose one of {', '.join(kept)}"
+            )
         return self
+
+    @property
+    def kept_checkpoints(self) -> list[str]:
+        """The checkpoint names a finished fold holds: the train.checkpoints rules, final, and swa."""
+        names = [rule.name for rule in self.train.checkpoints] + ["final"]
+        return names + ["swa"] if self.train.swa is not None else names
 
     @property
     def swa_epochs(self) -> list[int]:

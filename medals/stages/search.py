@@ -37,6 +37,7 @@ def candidate_recipe(recipe: Recipe) -> Recipe:
     tree = recipe.model_dump(mode="json")
     tree["policy_search"] = None
     tree["train"].update(swa=None, folds=None, epochs=cfg.epochs)
+    drop_swa_checkpoint(tree)
     for key, value in cfg.overrides.items():
         parts = str(key).split(".")
         if not key or any(not part for part in parts):
@@ -45,6 +46,12 @@ def candidate_recipe(recipe: Recipe) -> Recipe:
             raise MedalsError(f"policy_search.overrides key '{key}' cannot change the search itself")
         apply_override(tree, parts, value)
     return recipe_from_dict(tree, f"policy_search.overrides {cfg.overrides}")
+
+
+def drop_swa_checkpoint(tree: dict) -> None:
+    """Without train.swa there is no swa.pt: a candidate that would predict from it uses final.pt."""
+    if tree["infer"]["checkpoint"] == "swa":
+        tree["infer"]["checkpoint"] = "final"
 
 
 def _uses_file(recipe: Recipe, path: Path) -> bool:
@@ -182,6 +189,7 @@ def default_score_fn(
     def score(policy: Policy) -> float:
         tree = recipe.model_dump(mode="json")
         tree["train"].update(augment=[*base, *policy_to_spec(policy)], epochs=int(epochs), swa=None)
+        drop_swa_checkpoint(tree)
         candidate = recipe_from_dict(tree, "policy search recipe")
         folder = work_dir / f"candidate-{training_hash(candidate, table, fold)}"
         metrics = train_fold(

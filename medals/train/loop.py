@@ -6,6 +6,10 @@ Files in fold_dir:
 - last.pt: the full resume point after the latest completed epoch (weights, optimizer, scaler, RNG
   states, best values and the log rows); log.csv is rewritten from it on resume, so the two agree.
 - final.pt: the weights after the last epoch; its presence means the fold is done.
+- epoch<k>.pt for the train.swa epochs, and swa.pt: their average (BatchNorm recomputed).
+
+Once final.pt is written, last.pt and epoch<k>.pt are deleted: the fold keeps log.csv, final.pt, the
+rule checkpoints and swa.pt.
 
 Per epoch the order of writes is rule checkpoints, log.csv, last.pt: a kill at any point leaves last.pt
 at the previous epoch, and that epoch is simply redone (the same way, since RNG states are restored).
@@ -27,11 +31,15 @@ from medals.config import Recipe, digest_train
 from medals.errors import MedalsError
 from medals.runtime import distributed
 from medals.runtime.checkpoint import load_checkpoint
-from medals.train.checkpointing import average_weights, check_hash, resume, save_checkpoint
+from medals.train.checkpointing import (
+    average_weights,
+    check_hash,
+    drop_resume_files,
+    resume,
+    save_checkpoint,
+)
 from medals.train.epoch import run_epoch
 from medals.train.setup import build_run, open_tensorboard
-
-RESERVED_NAMES = ("last", "final", "swa")
 
 
 def train_fold(
@@ -52,13 +60,13 @@ def train_fold(
     """
     fold_dir = Path(fold_dir)
     device = distributed.device_for_rank(device)
-    _check_rules(recipe)
     train_rows, val_rows = _split(table, fold)
     config_hash = training_hash(recipe, table, fold)
     final_path = fold_dir / "final.pt"
     if final_path.exists():
         payload = load_checkpoint(final_path)
         check_hash(payload, config_hash, final_path)
+        drop_resume_files(fold_dir, recipe)  # left behind when a run was killed just after final.pt
         return dict(payload.get("metrics") or {})
 
     _seed_everything(recipe.seed + fold, recipe.train.deterministic)
@@ -83,6 +91,7 @@ def train_fold(
         metrics=run.log[-1],
         info=run.info,
     )
+    drop_resume_files(fold_dir, recipe)  # after final.pt: a kill before this line leaves a finished fold
     distributed.barrier()  # later folds and stages read what rank 0 wrote
     return dict(run.log[-1])
 
@@ -130,24 +139,10 @@ def check_training_setup(
     """Build what train_fold builds before its first step (model, runtime and data path, datasets and
     their transforms, loaders, optimizer, schedule, loss) for one fold, and drop it: a recipe that cannot
     train stops here with its sentence, before a stale train stage clears the folds it would replace."""
-    _check_rules(recipe)
     train_rows, val_rows = _split(table, fold)
     device = distributed.device_for_rank(device)
     # fold_dir and config_hash only matter once training writes; nothing is written here.
     build_run(recipe, train_rows, val_rows, fold, Path(os.devnull), device, num_classes, positive, "")
-
-
-def _check_rules(recipe: Recipe) -> None:
-    names = [rule.name for rule in recipe.train.checkpoints]
-    for i, name in enumerate(names):
-        reserved = name in RESERVED_NAMES or name.startswith("epoch")
-        if reserved or not name or "/" in name or name != name.strip():
-            raise MedalsError(
-                f"train.checkpoints[{i}].name '{name}' is not allowed "
-                f"(reserved: last, final, swa, epoch<k>; no '/')"
-            )
-        if names.count(name) > 1:
-            raise MedalsError(f"train.checkpoints has the name '{name}' twice")
 
 
 def _split(table: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
