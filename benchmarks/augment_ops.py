@@ -46,14 +46,30 @@ def best_seconds(fn, device: torch.device, repeat: int) -> float:
 def op_table(
     spec: list[dict], x: torch.Tensor, m: torch.Tensor | None, size: int, device, repeat: int
 ) -> dict:
-    from medals.augment.gpu import build_gpu_transform
+    from medals.augment.gpu import build_gpu_transform, kernels
 
     out = {}
     channels = x.shape[1]
     mean, std = (0.5,) * channels, (0.25,) * channels
 
     def generator() -> torch.Generator:  # the same draws on every call, so variants compare like for like
-        return torch.Generator(device=device).manual_seed(0)
+        return torch.Generator().manual_seed(0)  # on the host, as training's train.setup.device_generator
+
+    fused = kernels.available(x.float().contiguous())  # CUDA with Triton: time the eager lines beside
+
+    def rate(aug) -> float:
+        return x.shape[0] / best_seconds(lambda: aug(x, m, generator()), device, repeat)
+
+    def timed(key: str, aug) -> None:
+        out[key] = rate(aug)
+        say(key, out[key])
+        if fused:
+            kernels.ENABLED = False
+            try:
+                out[f"{key}, eager"] = rate(aug)
+            finally:
+                kernels.ENABLED = True
+            say("  eager ops (no Triton kernels)", out[f"{key}, eager"])
 
     for i, item in enumerate(spec):
         forced = dict(item, p=1.0)
@@ -62,16 +78,12 @@ def op_table(
             if item["name"] != "OneOf"
             else "OneOf(" + "|".join(t["name"] for t in item["transforms"]) + ")"
         )
-        aug = build_gpu_transform([forced], size, mean, std)
-        seconds = best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
-        out[f"{i:02d} {name}"] = x.shape[0] / seconds
-        say(f"{i:02d} {name}", out[f"{i:02d} {name}"])
+        timed(f"{i:02d} {name}", build_gpu_transform([forced], size, mean, std))
         if item["name"] == "OneOf":
             for child in item["transforms"]:
-                aug = build_gpu_transform([dict(child, p=1.0)], size, mean, std)
-                seconds = best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
-                out[f"{i:02d}   {child['name']}"] = x.shape[0] / seconds
-                say(f"{i:02d}   {child['name']}", out[f"{i:02d}   {child['name']}"])
+                timed(
+                    f"{i:02d}   {child['name']}", build_gpu_transform([dict(child, p=1.0)], size, mean, std)
+                )
     from medals.augment.gpu import GpuAugment
     from medals.augment.gpu.warp import FusedWarps, Resize
 
@@ -87,16 +99,16 @@ def op_table(
         out[name], out[f"{name}, op by op"] = rates
         say(name, rates[0])
         say("  the same ops one by one, then Resize", rates[1])
-    for fuse, key in ((True, "whole list"), (False, "whole list, warps op by op")):
-        aug = build_gpu_transform(spec, size, mean, std, fuse=fuse)
-        out[key] = x.shape[0] / best_seconds(lambda aug=aug: aug(x, m, generator()), device, repeat)
-        say(key, out[key])
+    timed("whole list", build_gpu_transform(spec, size, mean, std))
+    out["whole list, warps op by op"] = rate(build_gpu_transform(spec, size, mean, std, fuse=False))
+    say("whole list, warps op by op", out["whole list, warps op by op"])
     print(
         f"{'fused / op by op':48s} {out['whole list'] / out['whole list, warps op by op']:10.2f}x", flush=True
     )
-    aug = build_gpu_transform([], size, mean, std)
-    out["resize + normalise only"] = x.shape[0] / best_seconds(lambda: aug(x, m, generator()), device, repeat)
-    say("resize + normalise only", out["resize + normalise only"])
+    if fused:
+        ratio = out["whole list"] / out["whole list, eager"]
+        print(f"{'Triton kernels / eager ops (whole list)':48s} {ratio:10.2f}x", flush=True)
+    timed("resize + normalise only", build_gpu_transform([], size, mean, std))
     return out
 
 
@@ -118,7 +130,7 @@ def loader_rate(w, table, workers: int, device, batches: int) -> float:
     rows = looped(table, (max(workers, 1) + batches + 2) * w.batch)
     dataset, prepare = batch_source(recipe, runtime, rows, w.num_classes, True, device)
     loader = fold_loader(recipe, dataset, shuffle=True, seed=0)
-    generator = torch.Generator(device=device).manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # on the host, as in training
     seen, start = 0, None
     # prepared as the training loop prepares them: on CUDA ahead, on a side stream in a background thread
     ready = prefetched(loader, prepare, generator, device)

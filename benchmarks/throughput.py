@@ -474,7 +474,7 @@ def run_workload(w: Workload, args, device: torch.device, data_dir: Path) -> dic
         if who == "seed":
             dataset.transform = seed_transform(augment, w.size)
         loader = fold_loader(recipe, dataset, shuffle=True, seed=0)
-        generator = torch.Generator(device=device)
+        generator = torch.Generator()  # on the host, as training's train.setup.device_generator
         generator.manual_seed(0)
         label = f"{w.name} {ROW_LABELS[key]}"
         batches = loader_batches(loader, prepare, generator, device, ahead=who == "medals")

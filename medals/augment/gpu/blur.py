@@ -12,7 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medals.augment.gpu.sampling import GpuOp, randint, uniform
+import medals.augment.gpu.kernels as kernels
+from medals.augment.gpu.kernels import median
+from medals.augment.gpu.sampling import GpuOp, randint, to_device, uniform
 
 CPU = torch.device("cpu")
 
@@ -158,6 +160,10 @@ class MedianBlur(GpuOp):
     def apply(self, x, m, g):
         # sizes stay on the host: grouping by them needs no read back from the device
         sizes = sample_odd(*self.blur_limit, x.shape[0], g).cpu()
+        if kernels.available(x) or kernels.available(x, torch.uint8):
+            # one launch for every size (kernels.median), bit-exact with median_blur below
+            levels = x if x.dtype == torch.uint8 else x.round().clamp_(0, 255).to(torch.uint8)
+            return median.median_levels(levels, to_device(sizes, x.device)).to(x.dtype), m
         out = torch.empty_like(x)  # every sample gets one of the sizes
         for k in sizes.unique().tolist():
             idx = (sizes == k).nonzero().squeeze(1).to(x.device)

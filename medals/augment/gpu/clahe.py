@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import medals.augment.gpu.kernels as kernels
+from medals.augment.gpu.kernels import clahe as fused
 from medals.augment.gpu.lab import lab_to_rgb, lookup, rgb_to_lab
 from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
 from medals.augment.gpu.warp import COORD, fold
@@ -62,6 +64,18 @@ def clip_histograms(hist: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
     bins = torch.arange(BINS, device=hist.device)
     extra = (residual > 0) & (bins % step == 0) & (bins // step < residual)
     return hist + batch + extra.long()
+
+
+def tile_luts(hist: torch.Tensor, clip_limit: torch.Tensor, area: int) -> torch.Tensor:
+    """OpenCV's LUTs from int64 tile histograms [B, T, 256] of tiles of `area` pixels: clip at
+    max(int(clip * area / 256), 1) (no clipping where clip <= 0), redistribute, then
+    round(cumsum * float32(255 / area)). Returns float32, flat [B * T * 256]."""
+    clip = clip_limit.to(hist.device, torch.float64)
+    limit = torch.trunc(clip * area / BINS).long().clamp(min=1)
+    limit = torch.where(clip > 0, limit, torch.full_like(limit, area + 1))
+    hist = clip_histograms(hist, limit)
+    scale = float(np.float32(BINS - 1) / np.float32(area))  # float32-exact, passed as a kernel argument
+    return torch.round(hist.cumsum(-1).to(torch.float32) * scale).clamp(0, MAX_VALUE).reshape(-1)
 
 
 def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[int, int] = (8, 8)):
@@ -100,12 +114,7 @@ def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[
     )
     hist = hist.reshape(n, n_tiles, BINS)
 
-    clip = clip_limit.to(dev, torch.float64)
-    limit = torch.trunc(clip * area / BINS).long().clamp(min=1)
-    limit = torch.where(clip > 0, limit, torch.full_like(limit, area + 1))
-    hist = clip_histograms(hist, limit)
-    scale = float(np.float32(BINS - 1) / np.float32(area))  # float32-exact, passed as a kernel argument
-    lut = torch.round(hist.cumsum(-1).to(torch.float32) * scale).clamp(0, MAX_VALUE).reshape(-1)
+    lut = tile_luts(hist, clip_limit, area)
 
     # bilinear blend of the four nearest tile LUTs at every pixel of the original image
     y1, y2, wy1, wy2 = _tile_weights(h, th, tiles_y, dev)
@@ -121,8 +130,18 @@ def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[
 
 
 def clahe_images(x: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[int, int]) -> torch.Tensor:
-    """albumentations' fpixel.clahe per sample on [B, C, H, W] (C = 1 or 3, RGB) on the 0-255 scale."""
+    """albumentations' fpixel.clahe per sample on [B, C, H, W] (C = 1 or 3, RGB) on the 0-255 scale.
+
+    On CUDA with Triton, three fused passes (kernels.clahe); the eager lines below are their reference.
+    """
     c = x.shape[1]
+    if kernels.available(x) and fused.fits(x, tile_grid_size):
+        levels = fused.levels(x)
+        hist = fused.tile_histograms(levels, tile_grid_size)
+        area = fused.padded_tile(x.shape[-2], tile_grid_size[1]) * fused.padded_tile(
+            x.shape[-1], tile_grid_size[0]
+        )
+        return fused.blend(levels, tile_luts(hist, clip_limit, area), tile_grid_size)
     q = x.round().clamp(0, MAX_VALUE)
     if c == 1:
         return clahe(q[:, 0], clip_limit, tile_grid_size)[:, None].to(x.dtype)
@@ -145,7 +164,8 @@ class CLAHE(GpuOp):
     def apply(self, x, m, g):
         n, _, h, w = x.shape
         clip = uniform(n, *self.clip_limit, g, x.device)
-        per = max(1, self.chunk_pixels // (h * w))
+        # chunks bound the eager op's index memory; the fused kernels need none
+        per = n if kernels.available(x) else max(1, self.chunk_pixels // (h * w))
         if per >= n:
             return clahe_images(x, clip, self.tile_grid_size), m
         parts = [

@@ -5,16 +5,18 @@ from __future__ import annotations
 import torch
 
 import medals.augment.gpu.kernels as kernels
+from medals.augment.gpu.kernels import hsv as hsv_kernel
+from medals.augment.gpu.kernels import pointwise
 from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
 
 
 def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """albumentations 2 RandomBrightnessContrast.apply: clip(x * alpha + beta), beta in pixel units.
 
-    On CUDA with Triton, one fused pass (kernels.brightness_contrast); this eager form is its reference.
+    On CUDA with Triton, one fused pass (kernels.pointwise); this eager form is its reference.
     """
     if kernels.available(x):
-        return kernels.brightness_contrast(x, alpha, beta, MAX_VALUE)
+        return pointwise.brightness_contrast(x, alpha, beta, MAX_VALUE)
     shape = (-1, 1, 1, 1)
     return (x * alpha.reshape(shape).to(x.dtype) + beta.reshape(shape).to(x.dtype)).clamp(0, MAX_VALUE)
 
@@ -51,7 +53,12 @@ class RandomBrightnessContrast(GpuOp):
 
 
 def gamma_curve(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """albumentations' uint8 gamma: a table 255 * (v / 255) ** gamma, truncated to an integer."""
+    """albumentations' uint8 gamma: a table 255 * (v / 255) ** gamma, truncated to an integer.
+
+    On CUDA with Triton, one fused pass (kernels.pointwise.gamma_curve); this eager form is its reference.
+    """
+    if kernels.available(x):
+        return pointwise.gamma_curve(x, gamma, MAX_VALUE)
     # In float64 like numpy's table: float32 lands just under an integer often enough to truncate a level.
     exponent = gamma.reshape(-1, 1, 1, 1).double()
     curve = (x.double().clamp(0, MAX_VALUE) / MAX_VALUE).pow(exponent) * MAX_VALUE
@@ -92,12 +99,19 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 
 def shift_hsv(x: torch.Tensor, hue: torch.Tensor, sat: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
-    """albumentations shift_hsv with OpenCV uint8 units (hue in 2-degree steps, sat/val on 0-255)."""
+    """albumentations shift_hsv with OpenCV uint8 units (hue in 2-degree steps, sat/val on 0-255).
+
+    On CUDA with Triton, 3-channel batches take one fused pass (kernels.hsv); this eager form is its
+    reference.
+    """
     shape = (-1, 1, 1)
     if x.shape[1] == 1:
         return (x + val.reshape(-1, 1, 1, 1).to(x.dtype)).clamp(0, MAX_VALUE)
     if x.shape[1] != 3:
         raise ValueError(f"HueSaturationValue needs 1 or 3 channels, got {x.shape[1]}")
+    if kernels.available(x):
+        # the kernel takes the shifts in the units the eager lines below compute them in, float32
+        return hsv_kernel.shift_hsv(x, 2.0 * hue.to(x.dtype), sat.to(x.dtype) / MAX_VALUE, val.to(x.dtype))
     hsv = rgb_to_hsv(x)
     h, s, v = hsv.unbind(1)
     h = (h + 2.0 * hue.reshape(shape).to(x.dtype)) % 360.0

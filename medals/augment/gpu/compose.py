@@ -21,6 +21,7 @@ from medals.augment.gpu.distortion import ElasticTransform, GridDistortion, Opti
 from medals.augment.gpu.dropout import CoarseDropout
 from medals.augment.gpu.flips import Dihedral, HorizontalFlip, Transpose, VerticalFlip
 from medals.augment.gpu.geometry import Affine
+from medals.augment.gpu.kernels import pointwise
 from medals.augment.gpu.noise import GaussNoise
 from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, apply_subset, host_rand, to_device
 from medals.augment.gpu.warp import FusedWarps, Resize, Warp
@@ -251,7 +252,7 @@ class GpuAugment:
             return standardize(x), m
         mean, std = self._mean_std(x.device)
         if kernels.available(x):  # one pass instead of three (CUDA with Triton)
-            return kernels.normalize(x, mean, std, MAX_VALUE), m
+            return pointwise.normalize(x, mean, std, MAX_VALUE), m
         return (x / MAX_VALUE - mean) / std, m
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+import medals.augment.gpu.kernels as kernels
+from medals.augment.gpu.kernels import pointwise
 from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
 
 
@@ -13,6 +15,10 @@ class GaussNoise(GpuOp):
 
     std and mean are drawn per sample from std_range/mean_range as fractions of 255;
     noise_scale_factor < 1 draws the noise small and resizes it (bilinear) to the image.
+
+    On CUDA with Triton and a host generator, full-size noise is drawn inside one fused pass
+    (kernels.pointwise.gauss_noise, Philox seeded from the generator): the same distribution as the
+    eager lines, which draw on the host and copy the noise over, not the same numbers.
     """
 
     def __init__(self, p, std_range, mean_range=(0.0, 0.0), per_channel=True, noise_scale_factor=1.0):
@@ -26,6 +32,10 @@ class GaussNoise(GpuOp):
         n, c, h, w = x.shape
         std = uniform(n, *self.std_range, g, x.device).to(x.dtype) * MAX_VALUE
         mean = uniform(n, *self.mean_range, g, x.device).to(x.dtype) * MAX_VALUE
+        if self.scale >= 1 and g.device.type == "cpu" and kernels.available(x):
+            # a host draw: reading the seed waits for nothing on the device
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            return pointwise.gauss_noise(x, std, mean, seed, self.per_channel, MAX_VALUE), m
         cn = c if self.per_channel else 1
         sh, sw = (h, w) if self.scale >= 1 else (max(1, int(h * self.scale)), max(1, int(w * self.scale)))
         noise = torch.randn((n, cn, sh, sw), generator=g, device=g.device, dtype=x.dtype).to(x.device)
