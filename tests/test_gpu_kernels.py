@@ -103,6 +103,7 @@ PIXEL_SCRIPT = textwrap.dedent(
     from medals.augment.gpu.blur import MedianBlur, median_blur
     from medals.augment.gpu.clahe import CLAHE, clahe_images
     from medals.augment.gpu.color import gamma_curve, shift_hsv
+    from medals.augment.gpu.compose import build_gpu_transform
     from medals.augment.gpu.kernels import median, pointwise
     from medals.augment.gpu.noise import GaussNoise
 
@@ -164,6 +165,22 @@ PIXEL_SCRIPT = textwrap.dedent(
     images = torch.rand(3, 3, 37, 45, generator=g) * 255
     fused, ref = both(lambda: op(images.clone(), None, torch.Generator().manual_seed(4))[0])
     assert torch.equal(fused, ref)
+
+    # A run of brightness/contrast ops: one pass, the same draws as op by op, so the same result.
+    spec = [
+        {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.0, "p": 0.75},
+        {"name": "RandomBrightnessContrast", "brightness_limit": 0.0, "contrast_limit": 0.2, "p": 0.75},
+        {"name": "RandomBrightnessContrast", "brightness_limit": 0.3, "contrast_limit": 0.3, "p": 0.5, "ensure_safe_range": True},
+    ]
+    fused_aug = build_gpu_transform(spec, 31, [0.5] * 3, [0.25] * 3)
+    assert repr(fused_aug.steps[0]) == "FusedBrightnessContrast(3 ops)"
+    one_by_one = build_gpu_transform(spec, 31, [0.5] * 3, [0.25] * 3, fuse=False)
+    images = torch.rand(16, 3, 31, 31, generator=g) * 300 - 20  # out of range: a skipped sample stays so
+    for seed in range(3):
+        fused = fused_aug(images, None, torch.Generator().manual_seed(seed))[0]
+        with eager():
+            ref = one_by_one(images, None, torch.Generator().manual_seed(seed))[0]
+        assert torch.equal(fused, ref), seed
 
     # Gaussian noise: Philox in the kernel, so the same distribution, not the same numbers. 3 x 256 x 256
     # normals per sample: their mean lies within 6 standard errors of the drawn mean, and their standard

@@ -133,6 +133,12 @@ def test_plans_fuse_the_recipes_last_warps_with_the_resize():
     assert _step_names(mel)[-2:] == ["FusedWarps(Affine, Resize)", "CoarseDropout"]
     # the flips at the head of the list are followed by pixel ops: they stay index moves
     assert _step_names(mel)[:3] == ["Transpose", "VerticalFlip", "HorizontalFlip"]
+    # its brightness and contrast ops are one step (one pass on CUDA, op by op here: the same result)
+    assert [repr(s) for s in mel.steps][3] == "FusedBrightnessContrast(2 ops)"
+    x = torch.rand(6, 3, 40, 40, generator=_gen(1)) * 255
+    unfused = build_gpu_transform(_spec(MEL)[:5], 40, MEAN, STD, fuse=False)
+    fused = build_gpu_transform(_spec(MEL)[:5], 40, MEAN, STD)
+    assert torch.equal(fused(x, None, _gen(2))[0], unfused(x, None, _gen(2))[0])
     pneumo = build_gpu_transform(_spec(PNEUMO), 1024, MEAN, STD)
     assert _step_names(pneumo)[-1] == "FusedWarps(HorizontalFlip, Affine, Resize)"
     flips = build_gpu_transform([{"name": "HorizontalFlip", "p": 0.5}, {"name": "Transpose"}], 64, MEAN, STD)

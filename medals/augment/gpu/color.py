@@ -7,7 +7,9 @@ import torch
 import medals.augment.gpu.kernels as kernels
 from medals.augment.gpu.kernels import hsv as hsv_kernel
 from medals.augment.gpu.kernels import pointwise
-from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
+from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, host_rand, to_device, uniform
+
+CPU = torch.device("cpu")
 
 
 def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -36,9 +38,16 @@ class RandomBrightnessContrast(GpuOp):
         self.safe = bool(ensure_safe_range)
 
     def apply(self, x, m, g):
-        n = x.shape[0]
-        alpha = 1.0 + uniform(n, *self.contrast_limit, g, x.device)
-        beta = uniform(n, *self.brightness_limit, g, x.device)
+        alpha, beta = self.draw(x.shape[0], g, x.device, x)
+        return brightness_contrast(x, alpha, beta), m
+
+    def draw(
+        self, n: int, g: torch.Generator, device: torch.device, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha, beta) in float64 for n samples on `device`; x (the samples) is read only when the
+        brightness is scaled by the image mean (brightness_by_max false)."""
+        alpha = 1.0 + uniform(n, *self.contrast_limit, g, device)
+        beta = uniform(n, *self.brightness_limit, g, device)
         beta = beta * MAX_VALUE if self.by_max else beta * x.double().mean(dim=(1, 2, 3))
         if self.safe:
             pos = alpha > 0
@@ -49,7 +58,57 @@ class RandomBrightnessContrast(GpuOp):
                 torch.maximum(alpha, -safe_beta / MAX_VALUE),
             )
             beta = safe_beta
-        return brightness_contrast(x, alpha, beta), m
+        return alpha, beta
+
+
+class FusedBrightnessContrast:
+    """Consecutive RandomBrightnessContrast ops (brightness scaled by 255) as one pass on CUDA with Triton
+    (kernels.pointwise.brightness_contrast_chain); elsewhere they run one by one.
+
+    Each op's choice of samples and its parameters are drawn in order exactly as op by op (on the host,
+    from the same generator), so the result is the one the ops give one after another.
+    """
+
+    def __init__(self, ops: list[RandomBrightnessContrast]):
+        if any(not op.by_max for op in ops):
+            raise ValueError("only ops with brightness_by_max fuse: the others read the image mean")
+        self.ops = list(ops)
+
+    def __repr__(self) -> str:
+        return f"FusedBrightnessContrast({len(self.ops)} ops)"
+
+    def __call__(self, x, m, g):
+        if not kernels.available(x):
+            for op in self.ops:
+                x, m = op(x, m, g)
+            return x, m
+        n, steps = x.shape[0], len(self.ops)
+        alpha = torch.ones((steps, n), dtype=torch.float64)
+        beta = torch.zeros((steps, n), dtype=torch.float64)
+        on = torch.zeros((steps, n), dtype=torch.int8)
+        for k, op in enumerate(self.ops):
+            picked = (host_rand(n, g) < op.p).nonzero().squeeze(1)  # GpuOp.__call__'s draw
+            if picked.numel():
+                alpha[k, picked], beta[k, picked] = op.draw(picked.numel(), g, CPU)
+                on[k, picked] = 1
+        dev = x.device
+        chain = pointwise.brightness_contrast_chain
+        return chain(x, to_device(alpha, dev), to_device(beta, dev), to_device(on, dev), MAX_VALUE), m
+
+
+def fuse_brightness_contrast(items: list) -> list:
+    """items with each run of two or more fusable RandomBrightnessContrast ops as one FusedBrightnessContrast."""
+    out: list = []
+    run: list[RandomBrightnessContrast] = []
+    for item in [*items, None]:
+        if isinstance(item, RandomBrightnessContrast) and item.by_max:
+            run.append(item)
+            continue
+        out.extend([FusedBrightnessContrast(run)] if len(run) >= 2 else run)
+        run = []
+        if item is not None:
+            out.append(item)
+    return out
 
 
 def gamma_curve(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,12 @@ import medals.augment.gpu.kernels as kernels
 from medals.augment.cpu import STANDARDIZE_EPS
 from medals.augment.gpu.blur import Blur, GaussianBlur, MedianBlur, MotionBlur
 from medals.augment.gpu.clahe import CLAHE
-from medals.augment.gpu.color import HueSaturationValue, RandomBrightnessContrast, RandomGamma
+from medals.augment.gpu.color import (
+    HueSaturationValue,
+    RandomBrightnessContrast,
+    RandomGamma,
+    fuse_brightness_contrast,
+)
 from medals.augment.gpu.distortion import ElasticTransform, GridDistortion, OpticalDistortion
 from medals.augment.gpu.dropout import CoarseDropout
 from medals.augment.gpu.flips import Dihedral, HorizontalFlip, Transpose, VerticalFlip
@@ -124,7 +129,8 @@ def _is_warp(op: GpuOp, kind: type = Warp) -> bool:
 
 
 def plan_steps(ops: Sequence[GpuOp], image_size: int, fuse: bool = True) -> list:
-    """The ops followed by Resize(image_size), with runs of consecutive warps fused.
+    """The ops followed by Resize(image_size), with runs of consecutive warps fused, and runs of
+    brightness/contrast ops (color.FusedBrightnessContrast).
 
     The Resize moves ahead of trailing ops that mean the same at any size (CoarseDropout with holes in
     fractions of the side), so that the last warps and the Resize sample once, at the training size. A
@@ -138,6 +144,7 @@ def plan_steps(ops: Sequence[GpuOp], image_size: int, fuse: bool = True) -> list
     items = [*ops, Resize(image_size), *tail]
     if not fuse:
         return items
+    items = fuse_brightness_contrast(items)  # one pass for a run of them, where the kernels run
     steps: list = []
     run: list[GpuOp] = []
     for item in [*items, None]:
@@ -190,8 +197,9 @@ class GpuAugment:
 
     Everything runs in float on the 0-255 scale with clipping after the pixel ops, so the uint8 rounding
     that the CPU path does between ops is not reproduced (differences below 1/255 after normalisation).
-    With `fuse` (the default), consecutive warps and the Resize sample once (plan_steps, warp.FusedWarps);
-    the random draws are the same either way.
+    With `fuse` (the default), consecutive warps and the Resize sample once (plan_steps, warp.FusedWarps),
+    and consecutive brightness/contrast ops take one pass on CUDA; the random draws are the same either
+    way.
     """
 
     def __init__(

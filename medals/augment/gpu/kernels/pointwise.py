@@ -1,4 +1,5 @@
-"""Pointwise kernels, one pass each: brightness/contrast, gamma, Gaussian noise, the final normalisation.
+"""Pointwise kernels, one pass each: brightness/contrast (one op, or a chain of them), gamma, Gaussian
+noise, the final normalisation.
 
 Exactness: eager rounds after every operation; a kernel may contract x * a + b into one fused
 multiply-add and GPU division may differ by an ulp, so results agree to within 2 ulp at the values'
@@ -23,6 +24,21 @@ if triton is not None:
         alpha = tl.load(alpha_ptr + sample)
         beta = tl.load(beta_ptr + sample)
         y = tl.minimum(tl.maximum(x * alpha + beta, 0.0), hi)
+        tl.store(out_ptr + base + offsets, y, mask=inside)
+
+    @triton.jit
+    def _brightness_contrast_chain(
+        x_ptr, out_ptr, alpha_ptr, beta_ptr, on_ptr, per_sample, n, hi,
+        STEPS: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    ):  # fmt: skip
+        sample, offsets, inside = sample_block(per_sample, BLOCK_SIZE)
+        base = sample * per_sample
+        y = tl.load(x_ptr + base + offsets, mask=inside)
+        for k in tl.static_range(STEPS):  # op k of the chain, where it picked this sample
+            alpha = tl.load(alpha_ptr + k * n + sample)
+            beta = tl.load(beta_ptr + k * n + sample)
+            on = tl.load(on_ptr + k * n + sample)
+            y = tl.where(on != 0, tl.minimum(tl.maximum(y * alpha + beta, 0.0), hi), y)
         tl.store(out_ptr + base + offsets, y, mask=inside)
 
     @triton.jit
@@ -70,6 +86,24 @@ def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
     beta = beta.to(device=x.device, dtype=torch.float32).contiguous()
     grid = (triton.cdiv(per_sample, BLOCK), n)
     _brightness_contrast[grid](x, out, alpha, beta, per_sample, float(hi), BLOCK_SIZE=BLOCK)
+    return out
+
+
+def brightness_contrast_chain(
+    x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, on: torch.Tensor, hi: float
+) -> torch.Tensor:
+    """K brightness/contrast steps in one pass: step k maps sample i to clamp(x * alpha[k, i] + beta[k, i],
+    0, hi) where on[k, i], else leaves it (alpha, beta, on: [K, B] on x's device)."""
+    n = x.shape[0]
+    per_sample = x[0].numel()
+    out = torch.empty_like(x)
+    alpha = alpha.to(device=x.device, dtype=torch.float32).contiguous()
+    beta = beta.to(device=x.device, dtype=torch.float32).contiguous()
+    on = on.to(device=x.device, dtype=torch.int8).contiguous()
+    grid = (triton.cdiv(per_sample, BLOCK), n)
+    _brightness_contrast_chain[grid](
+        x, out, alpha, beta, on, per_sample, n, float(hi), STEPS=alpha.shape[0], BLOCK_SIZE=BLOCK
+    )
     return out
 
 
