@@ -237,3 +237,18 @@ def test_report_of_a_partial_run_lists_what_is_missing(melanoma, tmp_path, capsy
     assert main(["report", str(tmp_path)]) == 2  # not a run folder
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "is not a medals run folder" in err
+
+
+def test_report_curves_show_the_class_evaluate_scores(melanoma, tmp_path):
+    from medals.config import load_recipe
+    from medals.stages.layout import RunLayout
+    from medals.stages.report import _submitted_class
+
+    layout = RunLayout(tmp_path)
+    classes = ["melanoma", "nevus", "other"]
+    config = load_recipe(melanoma).model_dump(mode="json")  # submit.target_class: melanoma
+    assert _submitted_class(layout, config, classes) == 0
+    config["submit"]["target_class"] = 1
+    assert _submitted_class(layout, config, classes) == 1
+    config["submit"]["target_class"] = None
+    assert _submitted_class(layout, config, classes) == 2  # no target: the last class

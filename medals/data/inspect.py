@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from medals.data.csv import read_csv
 from medals.data.labels import show_values
 from medals.data.meta import value_key
 from medals.errors import MedalsError
@@ -61,13 +62,8 @@ class Columns:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MedalsError(f"{path} cannot be read as CSV ({reason})") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
-    return frame
+    """Every cell as the text it is (ids such as 007 and labels such as NA stay as written)."""
+    return read_csv(path, dtype=str, keep_default_na=False)
 
 
 def _pick(

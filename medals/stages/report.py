@@ -147,7 +147,7 @@ def _oof(layout: RunLayout, config: dict) -> str:
         classes = labels["classes"]
         truth = rows["label"].to_numpy(np.int64)
         probs = oof[[c for c in oof.columns if c.startswith("p_") and c[2:].isdigit()]].to_numpy()
-        positive = 1 if task == "binary" else _submitted_class(config, classes)
+        positive = 1 if task == "binary" else _submitted_class(layout, config, classes)
         score = probs[:, -1] if task == "binary" else probs[:, positive]
         name = f"P({classes[positive]})"
         out.append(_figure(plots.roc_pr(truth == positive, score, name), "ROC and precision-recall"))
@@ -170,11 +170,13 @@ def _oof(layout: RunLayout, config: dict) -> str:
     return "".join(out)
 
 
-def _submitted_class(config: dict, classes: list[str]) -> int:
-    target = config.get("submit", {}).get("target_class")
-    if isinstance(target, int) and 0 <= target < len(classes):
-        return target
-    return classes.index(target) if target in classes else len(classes) - 1
+def _submitted_class(layout: RunLayout, config: dict, classes: list[str]) -> int:
+    """The class the curves show: submit.target_class, as evaluate reads it, else the last class."""
+    from medals.config import recipe_from_dict
+    from medals.stages.common import positive_index
+
+    positive = positive_index(recipe_from_dict(config, str(layout.root / "config.yaml")), classes)
+    return len(classes) - 1 if positive is None else positive
 
 
 def _segmentation(layout: RunLayout, config: dict, oof: pd.DataFrame, rows: pd.DataFrame) -> str:
