@@ -240,3 +240,36 @@ def test_the_device_kernel_check_runs_under_the_interpreter():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert len([line for line in lines if line.endswith(": ok")]) == 7, done.stdout
+
+
+def test_a_kernel_that_fails_here_leaves_its_op_eager(monkeypatch):
+    # As when a Triton release cannot compile a kernel: one warning, the eager result, no second try.
+    from medals.augment.gpu import kernels
+    from medals.augment.gpu.color import gamma_curve
+    from medals.augment.gpu.kernels import pointwise
+
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("PassManager::run failed\nmore detail")
+
+    monkeypatch.setattr(kernels, "available", lambda x, dtype=torch.float32: True)
+    monkeypatch.setattr(kernels, "FAILED", {})
+    monkeypatch.setattr(pointwise, "gamma_curve", broken)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255
+    gamma = torch.tensor([0.7, 1.3], dtype=torch.float64)
+    with pytest.warns(UserWarning, match="Triton kernel 'gamma' failed here .*PassManager::run failed"):
+        got = gamma_curve(x, gamma)
+    assert kernels.FAILED == {"gamma": "RuntimeError: PassManager::run failed"}
+    curve = (x.double().clamp(0, 255) / 255).pow(gamma.reshape(-1, 1, 1, 1)) * 255
+    assert torch.equal(got, torch.floor(curve).float())  # the eager lines' result
+    gamma_curve(x, gamma)
+    assert len(calls) == 1  # not tried again
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(pointwise, "normalize", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # not a kernel's failure: raised
+        kernels.attempt("normalize", x, pointwise.normalize, x)

@@ -162,8 +162,13 @@ class MedianBlur(GpuOp):
         sizes = sample_odd(*self.blur_limit, x.shape[0], g).cpu()
         if kernels.available(x) or kernels.available(x, torch.uint8):
             # one launch for every size (kernels.median), bit-exact with median_blur below
-            levels = x if x.dtype == torch.uint8 else x.round().clamp_(0, 255).to(torch.uint8)
-            return median.median_levels(levels, to_device(sizes, x.device)).to(x.dtype), m
+            levels = x if x.dtype == torch.uint8 else x.round().clamp(0, 255).to(torch.uint8)
+            sizes_on_device = to_device(sizes, x.device)
+            out = kernels.attempt(
+                "median", levels, median.median_levels, levels, sizes_on_device, dtype=torch.uint8
+            )
+            if out is not None:
+                return out.to(x.dtype), m
         out = torch.empty_like(x)  # every sample gets one of the sizes
         for k in sizes.unique().tolist():
             idx = (sizes == k).nonzero().squeeze(1).to(x.device)

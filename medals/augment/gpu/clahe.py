@@ -129,19 +129,24 @@ def clahe(planes: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[
     return top.mul_(wy1).add_(bottom.mul_(wy2)).round_().clamp_(0, MAX_VALUE)
 
 
+def _fused_clahe(x: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[int, int]) -> torch.Tensor:
+    levels = fused.levels(x)
+    hist = fused.tile_histograms(levels, tile_grid_size)
+    tiles_x, tiles_y = tile_grid_size
+    area = fused.padded_tile(x.shape[-2], tiles_y) * fused.padded_tile(x.shape[-1], tiles_x)
+    return fused.blend(levels, tile_luts(hist, clip_limit, area), tile_grid_size)
+
+
 def clahe_images(x: torch.Tensor, clip_limit: torch.Tensor, tile_grid_size: tuple[int, int]) -> torch.Tensor:
     """albumentations' fpixel.clahe per sample on [B, C, H, W] (C = 1 or 3, RGB) on the 0-255 scale.
 
     On CUDA with Triton, three fused passes (kernels.clahe); the eager lines below are their reference.
     """
     c = x.shape[1]
-    if kernels.available(x) and fused.fits(x, tile_grid_size):
-        levels = fused.levels(x)
-        hist = fused.tile_histograms(levels, tile_grid_size)
-        area = fused.padded_tile(x.shape[-2], tile_grid_size[1]) * fused.padded_tile(
-            x.shape[-1], tile_grid_size[0]
-        )
-        return fused.blend(levels, tile_luts(hist, clip_limit, area), tile_grid_size)
+    if fused.fits(x, tile_grid_size):
+        out = kernels.attempt("clahe", x, _fused_clahe, x, clip_limit, tile_grid_size)
+        if out is not None:
+            return out
     q = x.round().clamp(0, MAX_VALUE)
     if c == 1:
         return clahe(q[:, 0], clip_limit, tile_grid_size)[:, None].to(x.dtype)

@@ -17,8 +17,12 @@ def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
 
     On CUDA with Triton, one fused pass (kernels.pointwise); this eager form is its reference.
     """
-    if kernels.available(x):
-        return pointwise.brightness_contrast(x, alpha, beta, MAX_VALUE)
+    if (
+        out := kernels.attempt(
+            "brightness_contrast", x, pointwise.brightness_contrast, x, alpha, beta, MAX_VALUE
+        )
+    ) is not None:
+        return out
     shape = (-1, 1, 1, 1)
     return (x * alpha.reshape(shape).to(x.dtype) + beta.reshape(shape).to(x.dtype)).clamp(0, MAX_VALUE)
 
@@ -78,7 +82,7 @@ class FusedBrightnessContrast:
         return f"FusedBrightnessContrast({len(self.ops)} ops)"
 
     def __call__(self, x, m, g):
-        if not kernels.available(x):
+        if not kernels.available(x) or "brightness_contrast_chain" in kernels.FAILED:
             for op in self.ops:
                 x, m = op(x, m, g)
             return x, m
@@ -91,9 +95,16 @@ class FusedBrightnessContrast:
             if picked.numel():
                 alpha[k, picked], beta[k, picked] = op.draw(picked.numel(), g, CPU)
                 on[k, picked] = 1
-        dev = x.device
+        alpha, beta, on = (to_device(t, x.device) for t in (alpha, beta, on))
         chain = pointwise.brightness_contrast_chain
-        return chain(x, to_device(alpha, dev), to_device(beta, dev), to_device(on, dev), MAX_VALUE), m
+        if (
+            out := kernels.attempt("brightness_contrast_chain", x, chain, x, alpha, beta, on, MAX_VALUE)
+        ) is None:
+            out = x  # the kernel failed here: the same steps eagerly
+            for k in range(steps):
+                stepped = brightness_contrast(out, alpha[k], beta[k])
+                out = torch.where(on[k].bool().reshape(-1, 1, 1, 1), stepped, out)
+        return out, m
 
 
 def fuse_brightness_contrast(items: list) -> list:
@@ -116,8 +127,8 @@ def gamma_curve(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 
     On CUDA with Triton, one fused pass (kernels.pointwise.gamma_curve); this eager form is its reference.
     """
-    if kernels.available(x):
-        return pointwise.gamma_curve(x, gamma, MAX_VALUE)
+    if (out := kernels.attempt("gamma", x, pointwise.gamma_curve, x, gamma, MAX_VALUE)) is not None:
+        return out
     # In float64 like numpy's table: float32 lands just under an integer often enough to truncate a level.
     exponent = gamma.reshape(-1, 1, 1, 1).double()
     curve = (x.double().clamp(0, MAX_VALUE) / MAX_VALUE).pow(exponent) * MAX_VALUE
@@ -168,9 +179,10 @@ def shift_hsv(x: torch.Tensor, hue: torch.Tensor, sat: torch.Tensor, val: torch.
         return (x + val.reshape(-1, 1, 1, 1).to(x.dtype)).clamp(0, MAX_VALUE)
     if x.shape[1] != 3:
         raise ValueError(f"HueSaturationValue needs 1 or 3 channels, got {x.shape[1]}")
-    if kernels.available(x):
-        # the kernel takes the shifts in the units the eager lines below compute them in, float32
-        return hsv_kernel.shift_hsv(x, 2.0 * hue.to(x.dtype), sat.to(x.dtype) / MAX_VALUE, val.to(x.dtype))
+    # the kernel takes the shifts in the units the eager lines below compute them in, float32
+    shifts = (2.0 * hue.to(x.dtype), sat.to(x.dtype) / MAX_VALUE, val.to(x.dtype))
+    if (out := kernels.attempt("hsv", x, hsv_kernel.shift_hsv, x, *shifts)) is not None:
+        return out
     hsv = rgb_to_hsv(x)
     h, s, v = hsv.unbind(1)
     h = (h + 2.0 * hue.reshape(shape).to(x.dtype)) % 360.0

@@ -259,8 +259,9 @@ class GpuAugment:
         if self.normalize == "image":
             return standardize(x), m
         mean, std = self._mean_std(x.device)
-        if kernels.available(x):  # one pass instead of three (CUDA with Triton)
-            return pointwise.normalize(x, mean, std, MAX_VALUE), m
+        # one pass instead of three (CUDA with Triton)
+        if (out := kernels.attempt("normalize", x, pointwise.normalize, x, mean, std, MAX_VALUE)) is not None:
+            return out, m
         return (x / MAX_VALUE - mean) / std, m
 
 

@@ -35,7 +35,9 @@ class GaussNoise(GpuOp):
         if self.scale >= 1 and g.device.type == "cpu" and kernels.available(x):
             # a host draw: reading the seed waits for nothing on the device
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-            return pointwise.gauss_noise(x, std, mean, seed, self.per_channel, MAX_VALUE), m
+            args = (x, std, mean, seed, self.per_channel, MAX_VALUE)
+            if (out := kernels.attempt("gauss_noise", x, pointwise.gauss_noise, *args)) is not None:
+                return out, m
         cn = c if self.per_channel else 1
         sh, sw = (h, w) if self.scale >= 1 else (max(1, int(h * self.scale)), max(1, int(w * self.scale)))
         noise = torch.randn((n, cn, sh, sw), generator=g, device=g.device, dtype=x.dtype).to(x.device)

@@ -11,6 +11,9 @@ can go through a kernel.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -24,6 +27,8 @@ BLOCK = 1024
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # False sends every op down its eager lines (benchmarks/augment_ops.py times both side by side).
 ENABLED = True
+# Kernels that failed to compile or launch here, by name, with why: their ops run their eager lines.
+FAILED: dict[str, str] = {}
 
 
 def available(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
@@ -31,6 +36,30 @@ def available(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
     if not ENABLED or triton is None or x.dtype != dtype or not x.is_contiguous():
         return False
     return x.is_cuda or (INTERPRET and x.device.type == "cpu")
+
+
+def attempt(name: str, x: torch.Tensor, kernel: Callable[..., Any], *args: Any, dtype=torch.float32) -> Any:
+    """kernel(*args) when the kernels can run on x and kernel `name` has not failed here; else None, and
+    the caller runs its eager lines.
+
+    A Triton release that cannot compile a kernel (an older one, a lowering missing on this GPU) would
+    otherwise stop a training run at its first batch: the failure is warned about once, kept in FAILED
+    (benchmarks/kernel_check.py reports it) and that op runs eagerly from then on. Running out of device
+    memory is not a kernel's failure and is raised.
+    """
+    if name in FAILED or not available(x, dtype):
+        return None
+    try:
+        return kernel(*args)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:  # whatever the compiler raises, the eager lines still work
+        text = str(exc).strip()
+        FAILED[name] = f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
+        warnings.warn(
+            f"Triton kernel '{name}' failed here ({FAILED[name]}): its op runs eagerly", stacklevel=2
+        )
+        return None
 
 
 if triton is not None:

@@ -100,8 +100,12 @@ if triton is not None:
             y = tl.where(y < height, y, 2 * height - 2 - y)  # reflect-101 padding rows
             x = tl.where(x < width, x, 2 * width - 2 - x)
             v = tl.load(levels_ptr + sample * sample_stride + y * width + x, mask=inside, other=0)
-            hist += tl.histogram(v.to(tl.int32), BINS, mask=inside)
-        tl.store(hist_ptr + program * BINS + tl.arange(0, BINS), hist)
+            hist += tl.histogram(v.to(tl.int32), BINS)
+        # The lanes past the tile loaded 0 and were counted in bin 0 (tl.histogram's mask argument is
+        # recent: this runs on older Triton releases too).
+        padding = tl.cdiv(area, BLOCK_SIZE) * BLOCK_SIZE - area
+        bins = tl.arange(0, BINS)
+        tl.store(hist_ptr + program * BINS + bins, hist - tl.where(bins == 0, padding, 0))
 
     @triton.jit
     def _tile_coordinates(i, inv, tiles):
