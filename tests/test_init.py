@@ -195,6 +195,19 @@ def test_a_two_class_folder_is_a_binary_task_with_one_logit(tmp_path):
     assert probs.between(0, 1).all() and probs.nunique() > 1
 
 
+def test_a_mostly_numeric_column_is_not_a_numeric_feature(tmp_path):
+    # prepare rejects a numeric meta column with any other value: one "unknown" age keeps it out.
+    data = tmp_path / "data"
+    generate_melanoma(data, n_train=40, n_test=10, size=32, seed=3)
+    frame = pd.read_csv(data / "train.csv", dtype=str, keep_default_na=False)
+    assert set(init(data)["data"]["meta"]["numeric"]) == {"age_approx"}
+    frame.loc[0, "age_approx"] = "unknown"
+    frame.to_csv(data / "train.csv", index=False)
+    tree = init(data, "--force")
+    assert "age_approx" not in (tree["data"]["meta"] or {}).get("numeric", {})
+    load_recipe(data / "recipe.yaml")
+
+
 def test_integer_and_boolean_class_lists_are_the_csv_cells_text():
     from medals.config import recipe_from_dict
 

@@ -56,7 +56,7 @@ class Columns:
     target_class: str | None = None
     rle_format: Finding | None = None
     group_column: Finding | None = None
-    numeric: list[str] = field(default_factory=list)
+    numeric: dict[str, float] = field(default_factory=dict)  # column -> scale (its largest |value|)
     categorical: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
 
@@ -299,8 +299,10 @@ def _metadata(cols: Columns, settings: dict[str, Any]) -> None:
         if column == group:
             continue
         train = cols.train[column]
-        numbers = pd.to_numeric(train.replace("", None), errors="coerce")
-        if numbers.notna().sum() >= 0.9 * (train != "").sum() and numbers.notna().any():
-            cols.numeric.append(column)
+        numbers = pd.to_numeric(train.replace("", None), errors="coerce").dropna()
+        # Numeric only when every filled cell of both CSVs is a number: prepare rejects any other value.
+        filled = pd.concat([train, cols.test[column]]).replace("", None).dropna()
+        if len(numbers) and pd.to_numeric(filled, errors="coerce").notna().all():
+            cols.numeric[column] = float(f"{max(numbers.abs().max(), 1e-12):.3g}")  # the scale
         elif 1 < train.nunique() <= MAX_CATEGORIES:
             cols.categorical.append(column)

@@ -69,11 +69,7 @@ def _meta(cols: Columns) -> dict[str, Any] | None:
         return None
     meta: dict[str, Any] = {}
     if cols.numeric:
-        meta["numeric"] = {}
-        for column in cols.numeric:
-            values = cols.train[column].replace("", None).dropna().astype(float).abs()
-            scale = float(f"{max(values.max(), 1e-12):.3g}")
-            meta["numeric"][column] = {"scale": scale, "fill": 0.0}
+        meta["numeric"] = {column: {"scale": scale, "fill": 0.0} for column, scale in cols.numeric.items()}
     if cols.categorical:
         meta["categorical"] = list(cols.categorical)
     return meta
