@@ -216,3 +216,21 @@ def test_auto_picks_the_gpu_path_on_cuda_unless_an_op_lacks_one(capsys):
     assert resolve_data_path(lacking, cuda) == "cpu"
     out = capsys.readouterr().out
     assert out.count("data path: cpu (augmentation op 'ToGray' has no GPU version") == 1  # said once
+
+
+def test_the_cpu_data_path_leaves_row_indices_on_the_host():
+    # predict places each batch's probabilities by batch["index"] with numpy: on CUDA a moved index
+    # cannot be read there. "meta" stands for a device whose tensors the host cannot read.
+    from medals.infer.batches import to_device
+
+    batch = {
+        "image": torch.zeros(2, 3, 4, 4),
+        "target": torch.zeros(2),
+        "index": torch.tensor([5, 2]),
+        "id": ["a", "b"],
+    }
+    moved = to_device(batch, torch.device("meta"), channels_last=True)
+    assert moved["image"].device.type == "meta" and moved["target"].device.type == "meta"
+    assert moved["image"].is_contiguous(memory_format=torch.channels_last)
+    assert moved["index"] is batch["index"] and moved["id"] == ["a", "b"]
+    assert np.asarray(moved["index"]).tolist() == [5, 2]

@@ -41,9 +41,11 @@ def batch_source(
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    """The batch's tensors on `device`; "index" (which rows they are) stays on the host, where the
+    predictions are placed by it, as the GPU data path leaves it (DeviceBatcher)."""
     out = {}
     for key, value in batch.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor) or key == "index":
             out[key] = value
         elif key == "image" and channels_last:
             out[key] = value.to(device, non_blocking=True, memory_format=torch.channels_last)
