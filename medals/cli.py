@@ -135,27 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str] | None) -> int:
-    from medals.config import load_recipe
-    from medals.runtime import distributed
-    from medals.stages.common import resolve_device
-    from medals.stages.pipeline import run_stages
-
     args = build_parser().parse_args(argv)
-    if distributed.init_from_env() and not distributed.is_main():
-        sys.stdout = open(os.devnull, "w")  # for the life of the process
-    if args.verb == "demo":
-        from medals.demo.runner import run_demo
-
-        tasks = args.task or ["melanoma", "cells", "chest"]
-        distributed.run_on_main(lambda: run_demo(tasks, args.out, resolve_device(args.device)))
-        return 0
-    if args.verb == "ensemble":
-        return distributed.run_on_main(lambda: _ensemble(args))
+    # The verbs that only read or write files: no process group, no model stack (torch) to import.
     if args.verb == "report":
         from medals.stages.report import write_report
 
-        say_path = write_report(args.run_dir)
-        print(f"report: {say_path}")
+        print(f"report: {write_report(args.run_dir)}")
         return 0
     if args.verb == "compare":
         from medals.stages.compare import compare_table, format_table, run_folders
@@ -167,6 +152,22 @@ def _main(argv: list[str] | None) -> int:
 
         run_init(args.folder, args.out, list(args.overrides), force=args.force)
         return 0
+
+    from medals.config import load_recipe
+    from medals.runtime import distributed
+    from medals.stages.common import resolve_device
+    from medals.stages.pipeline import run_stages
+
+    if distributed.init_from_env() and not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
+    if args.verb == "demo":
+        from medals.demo.runner import run_demo
+
+        tasks = args.task or ["melanoma", "cells", "chest"]
+        distributed.run_on_main(lambda: run_demo(tasks, args.out, resolve_device(args.device)))
+        return 0
+    if args.verb == "ensemble":
+        return distributed.run_on_main(lambda: _ensemble(args))
     overrides = list(args.overrides)
     if args.verb == "train" and args.fold:
         overrides.append(f"train.folds=[{','.join(str(k) for k in args.fold)}]")
