@@ -292,6 +292,13 @@ def test_unknown_checkpoint_metric_is_a_user_error(multiclass_table, tmp_path):
     recipe = _multiclass_recipe(epochs=1, checkpoints=[{"name": "best", "metric": "dice"}])
     with pytest.raises(MedalsError, match=r"train.checkpoints\[0\].metric 'dice'"):
         train_fold(recipe, multiclass_table.iloc[:12], 0, tmp_path / "f", num_classes=3)
+    # a speed column is not a result: no rule can pick it, and the sentence does not offer it
+    recipe = _multiclass_recipe(epochs=1, checkpoints=[{"name": "best", "metric": "images_per_s"}])
+    with pytest.raises(
+        MedalsError,
+        match=r"'images_per_s' is not computed .*: choose one of train_loss, val_loss, auc, accuracy$",
+    ):
+        train_fold(recipe, multiclass_table.iloc[:12], 0, tmp_path / "g", num_classes=3)
 
 
 def test_segmentation_smoke(tmp_path):

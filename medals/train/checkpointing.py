@@ -16,6 +16,9 @@ from medals.runtime.checkpoint import load_checkpoint, restore_training_state, s
 from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.validation import validate
 
+# Log columns about the run's speed, not its results: not printed, and no checkpoint rule can use them.
+SPEED_COLUMNS = ("seconds", "images_per_s", "data_wait")
+
 # Under DDP every rank computes the same log rows and checkpoints; rank 0 alone writes them.
 save_checkpoint = distributed.on_main(save_checkpoint)
 write_csv = distributed.on_main(write_csv)
@@ -103,7 +106,7 @@ def is_improvement(value: float, previous: float | None, mode: str) -> bool:
 
 def save_improved(run: Run, row: dict[str, float]) -> None:
     """Save <rule>.pt for each rule whose metric improved; a NaN value never counts as improved."""
-    known = [k for k in row if k not in ("epoch", "lr", "seconds")]
+    known = [k for k in row if k not in ("epoch", "lr", *SPEED_COLUMNS)]
     rules = []
     for i, rule in enumerate(run.recipe.train.checkpoints):
         metric = rule.metric or run.recipe.main_metric

@@ -10,13 +10,10 @@ import torch
 from medals.data.prefetch import prefetched
 from medals.errors import MedalsError
 from medals.runtime import distributed, sharding
-from medals.train.checkpointing import save_checkpoint, save_improved, save_weights, write_log
+from medals.train.checkpointing import SPEED_COLUMNS, save_checkpoint, save_improved, save_weights, write_log
 from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.step import maybe_kill, optimizer_step, set_lr
 from medals.train.validation import validate
-
-# Log columns about the run's speed, not its results: left out of the printed line.
-SPEED_COLUMNS = ("seconds", "images_per_s", "data_wait")
 
 
 def run_epoch(run: Run, epoch: int) -> None:
