@@ -73,7 +73,7 @@ def filter_per_sample(x: torch.Tensor, kernels: list[np.ndarray]) -> torch.Tenso
     for i, k in enumerate(kernels):
         off = (kmax - k.shape[0]) // 2
         weight[i, off : off + k.shape[0], off : off + k.shape[1]] = k
-    wt = torch.from_numpy(weight).to(x.device, x.dtype)
+    wt = to_device(torch.from_numpy(weight).to(x.dtype), x.device)
     wt = wt.unsqueeze(1).repeat_interleave(c, 0)  # [n*c, 1, k, k]
     pad = kmax // 2
     if pad >= min(h, w):
@@ -171,7 +171,7 @@ class MedianBlur(GpuOp):
                 return out.to(x.dtype), m
         out = torch.empty_like(x)  # every sample gets one of the sizes
         for k in sizes.unique().tolist():
-            idx = (sizes == k).nonzero().squeeze(1).to(x.device)
+            idx = to_device((sizes == k).nonzero().squeeze(1), x.device)
             out[idx] = median_blur(x[idx], int(k))
         return out, m
 

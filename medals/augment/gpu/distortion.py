@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from medals.augment.elastic import coarse_factor, expected_max_abs_normal
-from medals.augment.gpu.sampling import uniform
+from medals.augment.gpu.sampling import to_device, uniform
 from medals.augment.gpu.warp import COORD, Warp, border_kind, interp_mode
 
 
@@ -99,9 +99,7 @@ class GridDistortion(_Remap):
                 sx, sy = norm["steps_x"], norm["steps_y"]
             xx.append(self._axis(w, sx, self.num_steps))
             yy.append(self._axis(h, sy, self.num_steps))
-        return torch.from_numpy(np.stack(xx)).to(device, COORD), torch.from_numpy(np.stack(yy)).to(
-            device, COORD
-        )
+        return tuple(to_device(torch.from_numpy(np.stack(axes)).to(COORD), device) for axes in (xx, yy))
 
     def points(self, tables, x, y, h, w):
         return lookup(tables[0], x), lookup(tables[1], y)
@@ -139,13 +137,13 @@ def coarse_fields(
     hc, wc = -(-h // factor), -(-w // factor)
     shape = (n, c, hc, wc)
     if dist == "gaussian":
-        f = torch.randn(shape, generator=g, device=g.device, dtype=torch.float32).to(device)
+        f = to_device(torch.randn(shape, generator=g, device=g.device, dtype=torch.float32), device)
         if factor == 1:
             f = f / f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
         else:  # the full-resolution noise would be divided by its maximum over c*h*w draws
             f = f / expected_max_abs_normal(c * h * w)
     else:
-        f = 2 * torch.rand(shape, generator=g, device=g.device, dtype=torch.float32).to(device) - 1
+        f = 2 * to_device(torch.rand(shape, generator=g, device=g.device, dtype=torch.float32), device) - 1
     if factor == 1:
         return gaussian_smooth(f.reshape(n * c, 1, h, w), sigma, sigma).reshape(n, c, h, w)
     # Smoothing white noise of variance v by a normalised 2-D Gaussian of sigmas (sy, sx) leaves variance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from medals.augment.gpu.sampling import GpuOp, randint, randint_between, uniform
+from medals.augment.gpu.sampling import GpuOp, randint, randint_between, to_device, uniform
 
 
 class CoarseDropout(GpuOp):
@@ -55,9 +55,9 @@ class CoarseDropout(GpuOp):
         e = (..., None, None)
         inside = (ys >= y0[e]) & (ys < y1[e]) & (xs >= x0[e]) & (xs < x1[e]) & valid[e]
         hole = inside.any(1, keepdim=True)  # [n, 1, H, W]
-        fill = torch.as_tensor(self.fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        fill = to_device(torch.as_tensor(self.fill, dtype=x.dtype), x.device).reshape(1, -1, 1, 1)
         x = torch.where(hole, fill, x)
         if m is not None and self.fill_mask is not None:
-            fm = torch.as_tensor(self.fill_mask, device=m.device).to(m.dtype).reshape(1, -1, 1, 1)
+            fm = to_device(torch.as_tensor(self.fill_mask).to(m.dtype), m.device).reshape(1, -1, 1, 1)
             m = torch.where(hole, fm, m)
         return x, m

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import medals.augment.gpu.kernels as kernels
 from medals.augment.gpu.kernels import pointwise
-from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, uniform
+from medals.augment.gpu.sampling import MAX_VALUE, GpuOp, to_device, uniform
 
 
 class GaussNoise(GpuOp):
@@ -40,7 +40,7 @@ class GaussNoise(GpuOp):
                 return out, m
         cn = c if self.per_channel else 1
         sh, sw = (h, w) if self.scale >= 1 else (max(1, int(h * self.scale)), max(1, int(w * self.scale)))
-        noise = torch.randn((n, cn, sh, sw), generator=g, device=g.device, dtype=x.dtype).to(x.device)
+        noise = to_device(torch.randn((n, cn, sh, sw), generator=g, device=g.device, dtype=x.dtype), x.device)
         if (sh, sw) != (h, w):
             noise = F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
         noise = noise * std.reshape(-1, 1, 1, 1) + mean.reshape(-1, 1, 1, 1)

@@ -249,7 +249,7 @@ class _Blend:
         a = a[:, None]
         keep = self.keep if idx is None else self.keep[idx]
         if not _is_zero(fill):
-            fills = torch.as_tensor(fill, dtype=COORD, device=self.device).reshape(1, -1, 1, 1)
+            fills = to_device(torch.as_tensor(fill, dtype=COORD), self.device).reshape(1, -1, 1, 1)
             if self.extra is None:
                 self.extra = torch.zeros(self.shape, dtype=COORD, device=self.device)
             extra = self.extra if idx is None else self.extra[idx]
