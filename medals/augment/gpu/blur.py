@@ -160,19 +160,19 @@ class MedianBlur(GpuOp):
     def apply(self, x, m, g):
         # sizes stay on the host: grouping by them needs no read back from the device
         sizes = sample_odd(*self.blur_limit, x.shape[0], g).cpu()
-        if kernels.available(x) or kernels.available(x, torch.uint8):
+        levels = x if x.dtype == torch.uint8 else x.round().clamp(0, 255).to(torch.uint8)
+        if kernels.ready("median", levels, torch.uint8):
             # one launch for every size (kernels.median), bit-exact with median_blur below
-            levels = x if x.dtype == torch.uint8 else x.round().clamp(0, 255).to(torch.uint8)
-            sizes_on_device = to_device(sizes, x.device)
+            on_device = to_device(sizes, x.device)
             out = kernels.attempt(
-                "median", levels, median.median_levels, levels, sizes_on_device, dtype=torch.uint8
+                "median", levels, median.median_levels, levels, on_device, dtype=torch.uint8
             )
             if out is not None:
                 return out.to(x.dtype), m
         out = torch.empty_like(x)  # every sample gets one of the sizes
         for k in sizes.unique().tolist():
             idx = to_device((sizes == k).nonzero().squeeze(1), x.device)
-            out[idx] = median_blur(x[idx], int(k))
+            out[idx] = median_blur(levels[idx], int(k)).to(x.dtype)
         return out, m
 
 

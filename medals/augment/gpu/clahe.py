@@ -170,7 +170,8 @@ class CLAHE(GpuOp):
         n, _, h, w = x.shape
         clip = uniform(n, *self.clip_limit, g, x.device)
         # chunks bound the eager op's index memory; the fused kernels need none
-        per = n if kernels.available(x) else max(1, self.chunk_pixels // (h * w))
+        fused_path = kernels.ready("clahe", x) and fused.fits(x, self.tile_grid_size)
+        per = n if fused_path else max(1, self.chunk_pixels // (h * w))
         if per >= n:
             return clahe_images(x, clip, self.tile_grid_size), m
         parts = [

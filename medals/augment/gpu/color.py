@@ -82,7 +82,7 @@ class FusedBrightnessContrast:
         return f"FusedBrightnessContrast({len(self.ops)} ops)"
 
     def __call__(self, x, m, g):
-        if not kernels.available(x) or "brightness_contrast_chain" in kernels.FAILED:
+        if not kernels.ready("brightness_contrast_chain", x):
             for op in self.ops:
                 x, m = op(x, m, g)
             return x, m
@@ -179,15 +179,15 @@ def shift_hsv(x: torch.Tensor, hue: torch.Tensor, sat: torch.Tensor, val: torch.
         return (x + val.reshape(-1, 1, 1, 1).to(x.dtype)).clamp(0, MAX_VALUE)
     if x.shape[1] != 3:
         raise ValueError(f"HueSaturationValue needs 1 or 3 channels, got {x.shape[1]}")
-    # the kernel takes the shifts in the units the eager lines below compute them in, float32
-    shifts = (2.0 * hue.to(x.dtype), sat.to(x.dtype) / MAX_VALUE, val.to(x.dtype))
-    if (out := kernels.attempt("hsv", x, hsv_kernel.shift_hsv, x, *shifts)) is not None:
+    # the shifts in float32: hue in degrees, saturation on 0-1, value on 0-255 (the kernel's units too)
+    hue2, sat, val = 2.0 * hue.to(x.dtype), sat.to(x.dtype) / MAX_VALUE, val.to(x.dtype)
+    if (out := kernels.attempt("hsv", x, hsv_kernel.shift_hsv, x, hue2, sat, val)) is not None:
         return out
     hsv = rgb_to_hsv(x)
     h, s, v = hsv.unbind(1)
-    h = (h + 2.0 * hue.reshape(shape).to(x.dtype)) % 360.0
-    s = torch.where(s > 0, (s + sat.reshape(shape).to(x.dtype) / MAX_VALUE).clamp(0, 1), s)
-    v = (v + val.reshape(shape).to(x.dtype)).clamp(0, MAX_VALUE)
+    h = (h + hue2.reshape(shape)) % 360.0
+    s = torch.where(s > 0, (s + sat.reshape(shape)).clamp(0, 1), s)
+    v = (v + val.reshape(shape)).clamp(0, MAX_VALUE)
     return hsv_to_rgb(torch.stack([h, s, v], 1)).clamp(0, MAX_VALUE)
 
 

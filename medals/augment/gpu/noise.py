@@ -32,7 +32,7 @@ class GaussNoise(GpuOp):
         n, c, h, w = x.shape
         std = uniform(n, *self.std_range, g, x.device).to(x.dtype) * MAX_VALUE
         mean = uniform(n, *self.mean_range, g, x.device).to(x.dtype) * MAX_VALUE
-        if self.scale >= 1 and g.device.type == "cpu" and kernels.available(x):
+        if self.scale >= 1 and g.device.type == "cpu" and kernels.ready("gauss_noise", x):
             # a host draw: reading the seed waits for nothing on the device
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
             args = (x, std, mean, seed, self.per_channel, MAX_VALUE)

@@ -38,6 +38,11 @@ def available(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
     return x.is_cuda or (INTERPRET and x.device.type == "cpu")
 
 
+def ready(name: str, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether kernel `name` would run on x: the kernels can, and it has not failed here."""
+    return name not in FAILED and available(x, dtype)
+
+
 def attempt(name: str, x: torch.Tensor, kernel: Callable[..., Any], *args: Any, dtype=torch.float32) -> Any:
     """kernel(*args) when the kernels can run on x and kernel `name` has not failed here; else None, and
     the caller runs its eager lines.
@@ -47,7 +52,7 @@ def attempt(name: str, x: torch.Tensor, kernel: Callable[..., Any], *args: Any, 
     (benchmarks/kernel_check.py reports it) and that op runs eagerly from then on. Running out of device
     memory is not a kernel's failure and is raised.
     """
-    if name in FAILED or not available(x, dtype):
+    if not ready(name, x, dtype):
         return None
     try:
         return kernel(*args)
