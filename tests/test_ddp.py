@@ -358,8 +358,6 @@ def test_sync_bn_is_part_of_the_training_digests():
 
 
 def test_one_rank_seed_rule_for_both_data_paths(monkeypatch):
-    from types import SimpleNamespace
-
     from medals.train.setup import device_generator
 
     # Rank 0 keeps the single-process seed; rank r moves it by r * 1_000_003, modulo 2**31.
@@ -368,11 +366,10 @@ def test_one_rank_seed_rule_for_both_data_paths(monkeypatch):
     assert sharding.rank_seed(2**31 - 1, 1) == (2**31 - 1 + 1_000_003) % 2**31
     # The GPU path's generator on rank 2 draws what a generator seeded by the same rule draws.
     monkeypatch.setattr(distributed, "rank", lambda: 2)
-    run = SimpleNamespace(device=torch.device("cpu"))
     expected = torch.Generator().manual_seed(sharding.rank_seed(55, 2))
-    assert torch.equal(torch.rand(4, generator=device_generator(run, 55)), torch.rand(4, generator=expected))
+    assert torch.equal(torch.rand(4, generator=device_generator(55)), torch.rand(4, generator=expected))
     monkeypatch.setattr(distributed, "rank", lambda: 0)
     assert torch.equal(
-        torch.rand(4, generator=device_generator(run, 55)),
+        torch.rand(4, generator=device_generator(55)),
         torch.rand(4, generator=torch.Generator().manual_seed(55)),
     )

@@ -110,7 +110,4 @@ def test_a_blocking_copy_to_the_device_is_caught():
 
 
 def test_the_training_loop_draws_augmentation_on_the_host():
-    from types import SimpleNamespace
-
-    run = SimpleNamespace(device=torch.device("cuda"))  # even for a CUDA run
-    assert device_generator(run, 7).device.type == "cpu"
+    assert device_generator(7).device.type == "cpu"  # whatever device the run trains on

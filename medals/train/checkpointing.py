@@ -51,7 +51,7 @@ def average_weights(run: Run) -> None:
     averaged.to(run.device)
     seed = epoch_seed(run, run.recipe.train.epochs)
     loader = fold_loader(run.recipe, run.train_set, shuffle=True, seed=seed)
-    generator = device_generator(run, seed)
+    generator = device_generator(seed)
     batches = (run.prepare_train(batch, generator) for batch in loader)
     recompute_batchnorm(averaged, batches, run.device, run.runtime.channels_last)
     sharding.average_buffers(averaged)  # each rank measured its share of the batches

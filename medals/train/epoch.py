@@ -67,7 +67,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float, float]:
     # augmentation RNGs (in the main process and in each worker) from it.
     seed = epoch_seed(run, epoch)
     loader = fold_loader(run.recipe, run.train_set, shuffle=True, seed=seed)
-    generator = device_generator(run, seed)
+    generator = device_generator(seed)
     n_batches, accumulate = len(loader), cfg.accumulate
     run.model.train()
     run.optimizer.zero_grad(set_to_none=True)

@@ -149,7 +149,7 @@ def fold_loader(recipe: Recipe, dataset, shuffle: bool, seed: int):
     return sharding.shard_batches(loader) if shuffle else sharding.shard_rows(loader)
 
 
-def device_generator(run: Run, seed: int) -> torch.Generator:
+def device_generator(seed: int) -> torch.Generator:
     """The GPU data path's augmentation stream, seeded like the loader, so a resumed epoch repeats.
 
     Under DDP each rank draws its own stream, so the shares of one global batch are not augmented alike;
