@@ -24,7 +24,6 @@ SCRIPT = textwrap.dedent(
     import torch
     from medals.augment.gpu import kernels
     from medals.augment.gpu.kernels import pointwise
-    from medals.augment.gpu.color import brightness_contrast
     from medals.augment.gpu.compose import build_gpu_transform
 
     assert kernels.available(torch.zeros(2, 3, 4, 4))  # the interpreter takes CPU tensors
@@ -44,7 +43,6 @@ SCRIPT = textwrap.dedent(
         beta = (torch.rand(shape[0], generator=g, dtype=torch.float64) - 0.5) * 200  # clips at both ends
         ref = (x * alpha.reshape(-1, 1, 1, 1).float() + beta.reshape(-1, 1, 1, 1).float()).clamp(0, 255)
         worst = max(worst, close(pointwise.brightness_contrast(x, alpha, beta, 255.0), ref))
-        assert torch.equal(brightness_contrast(x, alpha, beta), pointwise.brightness_contrast(x, alpha, beta, 255.0))
         mean = torch.rand(shape[1], generator=g)
         std = 0.1 + torch.rand(shape[1], generator=g)
         ref = (x / 255.0 - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)

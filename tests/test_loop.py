@@ -189,7 +189,6 @@ _SCRIPT = """
 import sys
 import pandas as pd
 from medals.config import Recipe
-from medals.train import loop
 from medals.train.loop import train_fold
 
 recipe = Recipe.model_validate_json(open(sys.argv[1]).read())

@@ -154,6 +154,13 @@ def test_the_checks_catch_what_they_look_for():
         > layer_of("medals.config.train", layers)
     )
     assert layer_of("medals", layers) == 0
+    # The real graph holds the edges each import form makes: `from pkg import module` (runtime.distributed),
+    # a function-level import (data.splits inside train.loop) and `import a.b as c` (kernels in color).
+    edges = graph()
+    assert {"medals.runtime.distributed", "medals.data.splits", "medals.augment.cpu"} <= edges[
+        "medals.train.loop"
+    ]
+    assert "medals.augment.gpu.kernels" in edges["medals.augment.gpu.color"]
 
 
 @pytest.mark.parametrize("module", ["medals.augment.policy", "medals.infer.predict", "medals.data.dataset"])
