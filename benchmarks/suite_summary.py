@@ -10,12 +10,16 @@ and writes DIR/throughput-<device>-<date>.json (DIR: benchmarks/results), printi
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from medals.files import read_json, write_json  # noqa: E402
+
 # The targets the issue sets: medals end to end over the seed-style pipeline, and medals' share of its
 # own synthetic-input ceiling (the same model and step on tensors already on the device).
 TARGETS = {"b3": 1.6, "resnet34": 4.0, "unet": 2.5}
@@ -63,16 +67,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    blocks = [
-        json.loads(p.read_text())
-        for p in (args.outdir / "e2e.json", args.outdir / "unet.json")
-        if p.is_file()
-    ]
+    blocks = [read_json(p) for p in (args.outdir / "e2e.json", args.outdir / "unet.json") if p.is_file()]
     summary = summarise(blocks)
     slug = re.sub(r"[^a-z0-9]+", "-", summary["device"].lower()).strip("-")
     path = args.results / f"throughput-{slug}-{summary['date'][:10]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(path, summary)  # atomic; a NaN ratio (a row that did not run) is null, not invalid JSON
     print(f"wrote {path}")
     for name, row in summary["workloads"].items():
         print(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medals.data.io import CV2_EXTS, DICOM_EXTS, NPY_EXTS, TIFF_EXTS, image_size, read_image
+from medals.data.io import CV2_EXTS, DICOM_EXTS, NPY_EXTS, TIFF_EXTS, read_image
 from medals.errors import MedalsError
 
 IMAGE_EXTS = CV2_EXTS | TIFF_EXTS | DICOM_EXTS | NPY_EXTS
@@ -124,8 +124,8 @@ def _describe(root: Path, template: str, channels: list[str] | None, ids: list[s
     sizes, depth = [], 0
     for ident in ids[:5]:
         path = _paths(root, template, ident, channels)
-        sizes.append(image_size(path))
         image = read_image(path)  # an unreadable image is a MedalsError naming its file
+        sizes.append(image.shape[:2])
         depth = image.shape[2] if image.ndim == 3 else 1
     height, width = (int(v) for v in np.median(np.array(sizes), axis=0))
     return Images(template, channels, os.path.splitext(template)[1].lower(), (height, width), depth)
