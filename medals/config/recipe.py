@@ -15,10 +15,10 @@ from medals.config.split import SplitConfig
 from medals.config.submit import SubmitConfig
 from medals.config.train import LossTerm, TrainConfig
 
-# The metric each task is scored by (checkpoints, init, report and compare read it here).
 # Checkpoint files a fold writes itself (epoch<k> too): no train.checkpoints rule may take these names.
 RESERVED_CHECKPOINTS = ("last", "final", "swa")
 
+# The metric each task is scored by (checkpoints, init, report and compare read it here).
 MAIN_METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
 
 
