@@ -235,11 +235,13 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
     collate_fn: Any = None,
+    sampler: Any = None,
 ) -> DataLoader:
     """A DataLoader whose order and augmentations repeat for the same seed.
 
     Create it once per run and iterate it every epoch: with num_workers=0 the transform is seeded here
-    and its RNG then runs on across epochs.
+    and its RNG then runs on across epochs. ``sampler`` (e.g. medals.data.sampling.EpochSampler, seeded
+    by its owner) replaces the shuffle.
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -248,7 +250,8 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         generator=generator,

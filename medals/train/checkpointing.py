@@ -13,6 +13,7 @@ from medals.errors import MedalsError
 from medals.files import write_csv
 from medals.runtime import distributed, sharding
 from medals.runtime.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
+from medals.train.phases import before_restore
 from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.validation import validate
 
@@ -31,6 +32,7 @@ def resume(run: Run) -> int:
         return 0
     payload = load_checkpoint(path)
     check_hash(payload, run.config_hash, path)
+    before_restore(run, int(payload["epoch"]))  # train.phases: the saved phase's optimizer
     restore_training_state(payload, run.model, run.optimizer, run.scaler)
     run.best = {name: dict(entry) for name, entry in payload.get("best", {}).items()}
     run.log = [dict(row) for row in payload.get("log", [])]
