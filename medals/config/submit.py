@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from medals.config.base import Strict
 
@@ -29,6 +29,18 @@ class NeighboursConfig(Strict):
     image_size: int | None = Field(None, ge=8)  # None: train.image_size
     batch_size: int | None = Field(None, ge=2)  # None: train.batch_size
     threshold: float = 0.65
+    # The table column whose labels a replaced prediction takes (space-separated label ids, e.g. the
+    # corrected external targets of data.label_corrections.column; listed in data.keep_columns).
+    # None: the training labels.
+    labels_column: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
+        # Left out at its default, so runs made before the key existed keep their digests.
+        out = handler(self)
+        if out.get("labels_column", "") is None:
+            del out["labels_column"]
+        return out
 
 
 class SubmitConfig(Strict):
