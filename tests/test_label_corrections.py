@@ -115,3 +115,15 @@ def test_the_adapter_derives_the_antibody_of_external_rows(hpa_root):  # noqa: F
     )
     train, _ = hpa_frames(recipe, external_csv="ext3.csv", external_ext="png")
     assert train["antibody"].iloc[-2:].tolist() == ["HPA1", "HPA2"]
+
+
+def test_the_new_data_and_neighbours_keys_leave_old_dumps_alone(hpa_root):  # noqa: F811
+    # At their default the keys are left out of the dump (and so out of every stage digest).
+    dumped = _recipe(hpa_root, None).model_dump(mode="json")
+    assert "label_corrections" not in dumped["data"]
+    with_key = _recipe(hpa_root, {"path": "x.csv"}).model_dump(mode="json")
+    assert with_key["data"]["label_corrections"]["path"] == "x.csv"
+    from medals.config import NeighboursConfig
+
+    assert "labels_column" not in NeighboursConfig(identity_column="antibody").model_dump(mode="json")
+    assert NeighboursConfig(identity_column="a", labels_column="b").model_dump()["labels_column"] == "b"

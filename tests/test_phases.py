@@ -167,3 +167,14 @@ def test_phases_must_cover_the_epochs_and_need_a_backbone(table, tmp_path):
     assert [phase_index(recipe.train, e) for e in range(5)] == [0, 1, 2, 2, 2]
     with pytest.raises(MedalsError, match="has no backbone or encoder"):
         backbone_module(torch.nn.Linear(2, 2))
+
+
+def test_the_new_train_keys_leave_old_digests_alone():
+    # Runs made before train.sampler / train.phases existed keep their training digests: at their
+    # default the keys are left out; set, they count.
+    from medals.config import digest_train
+
+    plain = digest_train(_recipe(phases=None).model_dump(mode="json")["train"])
+    assert "phases" not in plain and "sampler" not in plain
+    phased = digest_train(_recipe().model_dump(mode="json")["train"])
+    assert phased["phases"][0] == {"epochs": 2, "freeze": "backbone", "lr": 5e-3}
