@@ -31,8 +31,17 @@ def make_crop_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_
     return eval_loader(recipe, SeededItems(dataset, seed))
 
 
-def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
-    """(probabilities, image-level probabilities of a classification head or None).
+def predict_rows(
+    recipe: Recipe,
+    model,
+    rows: pd.DataFrame,
+    num_classes: int,
+    device,
+    with_target: bool,
+    identity: bool = False,
+):
+    """(probabilities, image-level probabilities of a classification head or None); with identity=True
+    also the identity view's probabilities alone (None with crop TTA, whose crops have no such view).
 
     With infer.crop_seeds = N > 0 (classification only) each image is predicted on N seeded random square
     crops, each through all the TTA views, and the N results are merged element-wise by infer.merge.
@@ -55,6 +64,7 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
             precision=recipe.train.precision,
             channels_last=runtime.channels_last,
             prepare=prepare,
+            identity=identity,
         )
 
     n_crops = recipe.infer.crop_seeds
@@ -63,6 +73,8 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
             recipe, runtime, rows, num_classes, False, device, with_target=with_target
         )
         return run(eval_loader(recipe, dataset), prepare)
+    if identity:
+        return (*predict_rows(recipe, model, rows, num_classes, device, with_target), None)
     per_crop = [
         torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
         for seed in range(n_crops)
