@@ -37,6 +37,9 @@ class SwaConfig(Strict):
 
     epochs: list[int] | None = None
     last: int | None = Field(None, ge=1)  # or: the last N epochs
+    # The images BatchNorm is recomputed on: "train" the training fold with its augmentation, "plain"
+    # the same rows without it (resize and normalisation only), as HPA3's swa.py does.
+    bn_data: Literal["train", "plain"] = "train"
 
     @model_validator(mode="after")
     def _one_of(self) -> SwaConfig:
@@ -52,6 +55,10 @@ NEUTRAL_TRAIN_KEYS = ("progress", "num_workers", "tensorboard")
 # Train settings added after runs existed, with their defaults: at its default such a key is left out of
 # the digests, so runs made before it existed keep their digests (and their trained folds).
 LATER_TRAIN_DEFAULTS: dict[str, Any] = {"sync_bn": False, "compile": False, "data_path": "auto"}
+
+
+# train.swa keys added after runs existed, with their defaults (left out of the digests at the default).
+LATER_SWA_DEFAULTS: dict[str, Any] = {"bn_data": "train"}
 
 
 # Train settings whose default changed after runs existed: (new default, old default). The new default is
@@ -70,6 +77,8 @@ def digest_train(train: dict[str, Any], *drop: str) -> dict[str, Any]:
             continue
         if key in CHANGED_TRAIN_DEFAULTS and value == CHANGED_TRAIN_DEFAULTS[key][0]:
             value = CHANGED_TRAIN_DEFAULTS[key][1]
+        if key == "swa" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if LATER_SWA_DEFAULTS.get(k, object()) != v}
         out[key] = value
     return out
 

@@ -56,6 +56,7 @@ class Run:
     best: dict[str, dict[str, float]] = field(default_factory=dict)
     tensorboard: Any = None  # a SummaryWriter on rank 0 with train.tensorboard, else None
     log: list[dict[str, float]] = field(default_factory=list)
+    train_rows: pd.DataFrame | None = None  # the fold's training rows (train.swa.bn_data "plain")
 
 
 def _resolve_num_classes(recipe: Recipe, num_classes: int | None) -> int:
@@ -134,6 +135,7 @@ def build_run(
         config_hash=config_hash,
         info=info,
         kill_at=int(kill_at) if kill_at else None,
+        train_rows=train_rows,
     )
 
 
