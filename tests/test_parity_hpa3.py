@@ -429,3 +429,22 @@ def test_tta_8_is_the_seeds_eight_images():
     assert (recipe.infer.tta, recipe.infer.merge) == (8, "mean")
     ours = {tuple(apply_view(x, v).flatten().tolist()) for v in views_for(recipe.infer.tta)}
     assert ours == {tuple(s[:, :, 0].flatten().tolist()) for s in seed} and len(ours) == 8
+
+
+def test_focal_loss_and_aux_weight_are_the_seeds():
+    # losses/loss_factory.binary_focal_loss re-derived: bce(x, t) * exp(gamma * logsigmoid(-x (2t - 1))),
+    # mean over every element; train.py adds 0.4 x the same loss of the aux logits.
+    from medals.train.losses import build_loss
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(0, 3, (4, 28)))
+    aux = torch.tensor(rng.normal(0, 3, (4, 28)))
+    t = torch.tensor((rng.random((4, 28)) < 0.2).astype(np.float64))
+
+    def seed_focal(logits):
+        bce = logits - logits * t + torch.log1p(torch.exp(-logits.abs())) + (-logits).clamp(min=0)
+        return (torch.exp(2.0 * torch.nn.functional.logsigmoid(-logits * (t * 2 - 1))) * bce).mean()
+
+    recipe = load_recipe(HPA3 / "inceptionv3.yaml")
+    loss = build_loss(recipe.loss, "multilabel")((x, aux), {"target": t})
+    assert abs(float(loss) - float(seed_focal(x) + 0.4 * seed_focal(aux))) < 1e-9
