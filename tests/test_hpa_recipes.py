@@ -37,9 +37,14 @@ HPA3_MODELS = {
     "inceptionv3": ("inception_v3", 1024, 28, "attention", True, 24, 2, "image"),
     "se_resnext50": ("legacy_seresnext50_32x4d", 1024, 23, "attention", False, 8, 4, "image"),
 }
-# policy_transform's base_aug: RandomRotate90, Flip (one of vertical, horizontal, both), Transpose
-FLIP = [{"name": "VerticalFlip", "p": 1.0}, {"name": "HorizontalFlip", "p": 1.0}]
 DIHEDRAL = [
+    {"name": "Transpose", "p": 0.5},
+    {"name": "VerticalFlip", "p": 0.5},
+    {"name": "HorizontalFlip", "p": 0.5},
+]
+# pudae's policy_transform base_aug: RandomRotate90, Flip (one of vertical, horizontal, both), Transpose
+FLIP = [{"name": "VerticalFlip", "p": 1.0}, {"name": "HorizontalFlip", "p": 1.0}]
+HPA3_DIHEDRAL = [
     {"name": "RandomRotate90", "p": 0.5},
     {"name": "OneOf", "p": 0.5, "transforms": [*FLIP, {"name": "Sequential", "p": 1.0, "transforms": FLIP}]},
     {"name": "Transpose", "p": 0.5},
@@ -157,7 +162,7 @@ def test_hpa3_recipe(name):
         normalize,
     )
     assert epoch_table(t) == [5e-4] * epochs
-    assert t.augment == [*DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
+    assert t.augment == [*HPA3_DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
     assert r.swa_epochs == list(range(epochs - 9, epochs + 1))
     assert (r.infer.tta, r.infer.merge, r.infer.checkpoint, r.infer.crop_seeds) == (8, "mean", "swa", 0)
     assert (r.submit.threshold, r.submit.replace_leaks) == ("prevalence_holdout", True)

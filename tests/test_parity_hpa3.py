@@ -448,3 +448,30 @@ def test_focal_loss_and_aux_weight_are_the_seeds():
     recipe = load_recipe(HPA3 / "inceptionv3.yaml")
     loss = build_loss(recipe.loss, "multilabel")((x, aux), {"target": t})
     assert abs(float(loss) - float(seed_focal(x) + 0.4 * seed_focal(aux))) < 1e-9
+
+
+def test_ensemble_without_a_members_holdout_names_it(tmp_path):
+    from medals.errors import MedalsError
+    from medals.stages.ensemble import run_ensemble
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"Id": ["t0"], "Predicted": [""]}).to_csv(data / "sample_submission.csv", index=False)
+    probs = np.linspace(0.1, 0.9, 8)
+    members = [
+        _member(tmp_path / "runs", "resnet34", probs, np.array([0.5]), data),
+        _member(tmp_path / "runs", "inceptionv3", probs, np.array([0.5]), data),
+    ]
+    (tmp_path / "runs" / "inceptionv3" / "holdout.parquet").unlink()
+    out = tmp_path / "ensemble"
+    out.mkdir()
+    with pytest.raises(MedalsError, match="member\\(s\\) hpa3_inceptionv3 have no hold-out predictions"):
+        run_ensemble(members, "mean", None, out)
+
+
+def test_swa_bn_data_default_keeps_existing_digests():
+    from medals.config.train import digest_train
+
+    old = {"epochs": 5, "swa": {"epochs": None, "last": 2}}
+    assert digest_train({**old, "swa": {**old["swa"], "bn_data": "train"}}) == digest_train(old)
+    assert digest_train({**old, "swa": {**old["swa"], "bn_data": "plain"}}) != digest_train(old)
