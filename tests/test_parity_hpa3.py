@@ -475,3 +475,18 @@ def test_swa_bn_data_default_keeps_existing_digests():
     old = {"epochs": 5, "swa": {"epochs": None, "last": 2}}
     assert digest_train({**old, "swa": {**old["swa"], "bn_data": "train"}}) == digest_train(old)
     assert digest_train({**old, "swa": {**old["swa"], "bn_data": "plain"}}) != digest_train(old)
+
+
+def test_search_candidates_train_after_the_recipes_own_base():
+    # augmentation_search.search_once builds the candidates' transform with policy_transform, whose
+    # base_aug (RandomRotate90, Flip, Transpose) precedes the candidate's sub-policies.
+    from medals.stages.search import DIHEDRAL, base_augment
+
+    recipe = load_recipe(HPA3 / "resnet34.yaml")
+    base = base_augment(recipe)
+    assert base == recipe.train.augment[:3] and [op["name"] for op in base] == [
+        "RandomRotate90",
+        "OneOf",
+        "Transpose",
+    ]
+    assert base_augment(load_recipe(HPA3 / "resnet34.yaml", ["train.augment=null"])) == DIHEDRAL
