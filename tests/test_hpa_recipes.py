@@ -34,16 +34,23 @@ HPA1_MODELS = {
     "resnet34_i1536_crop1024": ("resnet34", False, 1536, 1024, 45, 48, 12, True),
 }
 FINAL_MODELS = ("d121_large_i1536_crop1024", "d121_large_i1536_crop1024_writeup")
-# name: (backbone, size, epochs, head, aux head, accumulate)
+# name: (backbone, size, epochs, head, aux head, batch, accumulate, normalize), from pudae's configs
 HPA3_MODELS = {
-    "resnet34": ("resnet34", 512, 40, "linear", False, 2),
-    "inceptionv3": ("inception_v3", 1024, 27, "attention", True, 4),
-    "se_resnext50": ("legacy_seresnext50_32x4d", 1024, 22, "attention", False, 4),
+    "resnet34": ("resnet34", 512, 41, "linear", False, 32, 1, "fixed"),
+    "inceptionv3": ("inception_v3", 1024, 28, "attention", True, 24, 2, "image"),
+    "se_resnext50": ("legacy_seresnext50_32x4d", 1024, 23, "attention", False, 8, 4, "image"),
 }
 DIHEDRAL = [
     {"name": "Transpose", "p": 0.5},
     {"name": "VerticalFlip", "p": 0.5},
     {"name": "HorizontalFlip", "p": 0.5},
+]
+# pudae's policy_transform base_aug: RandomRotate90, Flip (one of vertical, horizontal, both), Transpose
+FLIP = [{"name": "VerticalFlip", "p": 1.0}, {"name": "HorizontalFlip", "p": 1.0}]
+HPA3_DIHEDRAL = [
+    {"name": "RandomRotate90", "p": 0.5},
+    {"name": "OneOf", "p": 0.5, "transforms": [*FLIP, {"name": "Sequential", "p": 1.0, "transforms": FLIP}]},
+    {"name": "Transpose", "p": 0.5},
 ]
 
 
@@ -161,7 +168,7 @@ def test_hpa1_recipe(name):
 
 @pytest.mark.parametrize("name", list(HPA3_MODELS))
 def test_hpa3_recipe(name):
-    backbone, size, epochs, head, aux, accumulate = HPA3_MODELS[name]
+    backbone, size, epochs, head, aux, batch, accumulate, normalize = HPA3_MODELS[name]
     r = load_recipe(HPA3 / f"{name}.yaml")
     d = r.data
     assert d.adapter == "hpa" and d.adapter_params["yellow"] == "lum"
@@ -177,21 +184,22 @@ def test_hpa3_recipe(name):
         expected.append(("focal", 0.4, "mean", "aux"))
     assert terms == expected
     t = r.train
-    assert (t.epochs, t.optimizer, t.lr, t.accumulate, t.normalize) == (
+    assert (t.epochs, t.optimizer, t.lr, t.batch_size, t.accumulate, t.normalize) == (
         epochs,
         "adam",
         5e-4,
+        batch,
         accumulate,
-        "image",
+        normalize,
     )
     assert epoch_table(t) == [5e-4] * epochs
-    assert t.augment == [*DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
+    assert t.augment == [*HPA3_DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
     assert r.swa_epochs == list(range(epochs - 9, epochs + 1))
     assert (r.infer.tta, r.infer.merge, r.infer.checkpoint, r.infer.crop_seeds) == (8, "mean", "swa", 0)
     assert (r.submit.threshold, r.submit.replace_leaks) == ("prevalence_holdout", True)
     ps = r.policy_search
     assert (ps.candidates, ps.subpolicies, ps.keep, ps.file) == (50, 5, 5, "policies.json")
-    assert ps.epochs < epochs
+    assert ps.epochs == 60 and ps.sampler == "hpa3"
     candidate = candidate_recipe(r)
     assert (candidate.model.backbone, candidate.train.image_size) == ("resnet18", 256)
     assert candidate.train.swa is None and candidate.train.epochs == ps.epochs

@@ -52,6 +52,10 @@ class SubmitConfig(Strict):
     # multilabel: "oof" (best F1 per class on OOF), a number, or matched to a prevalence: the training
     # labels' rate on the test predictions (HPA1), or the hold-out's true rate on its predictions (HPA3)
     threshold: float | Literal["oof", "prevalence_train", "prevalence_holdout"] = "oof"
+    # Where a prevalence threshold may lie: "hpa3" the grid 0.05, 0.06, ..., 0.99 that HPA3's
+    # find_best_thres scans (lowest of equally near), "exact" anywhere between two scores. None: the
+    # rule's own seed: hpa3 for prevalence_holdout, exact for prevalence_train.
+    prevalence_grid: Literal["hpa3", "exact"] | None = None
     average_duplicates: bool = False  # near-duplicate test images get their group's mean prediction
     replace_leaks: bool = False  # a test image duplicating a labelled one takes its labels
     always_top1: bool = True

@@ -37,6 +37,9 @@ class SwaConfig(Strict):
 
     epochs: list[int] | None = None
     last: int | None = Field(None, ge=1)  # or: the last N epochs
+    # The images BatchNorm is recomputed on: "train" the training fold with its augmentation, "plain"
+    # the same rows without it (resize and normalisation only), as HPA3's swa.py does.
+    bn_data: Literal["train", "plain"] = "train"
 
     @model_validator(mode="after")
     def _one_of(self) -> SwaConfig:
@@ -103,6 +106,10 @@ LATER_TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+# train.swa keys added after runs existed, with their defaults (left out of the digests at the default).
+LATER_SWA_DEFAULTS: dict[str, Any] = {"bn_data": "train"}
+
+
 # Train settings whose default changed after runs existed: (new default, old default). The new default is
 # digested as the old one, so runs made under the old default keep their digests.
 CHANGED_TRAIN_DEFAULTS: dict[str, tuple[Any, Any]] = {"channels_last": (None, False)}
@@ -119,6 +126,8 @@ def digest_train(train: dict[str, Any], *drop: str) -> dict[str, Any]:
             continue
         if key in CHANGED_TRAIN_DEFAULTS and value == CHANGED_TRAIN_DEFAULTS[key][0]:
             value = CHANGED_TRAIN_DEFAULTS[key][1]
+        if key == "swa" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if LATER_SWA_DEFAULTS.get(k, object()) != v}
         out[key] = value
     return out
 

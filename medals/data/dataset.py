@@ -204,9 +204,14 @@ def _transform_of(dataset: Any) -> Any:
 
 def reseed_transform(dataset: Any, seed: int) -> None:
     """Seed the dataset's albumentations transform, looking through Subset-like wrappers."""
-    # Albumentations 2 keeps its own RNG inside Compose and ignores the global seeds.
+    # Albumentations 2 keeps its own RNG inside Compose and ignores the global seeds. Its
+    # set_random_seed gives every op a generator seeded alike, so ops with the same p decide alike
+    # (HorizontalFlip, VerticalFlip and Transpose at 0.5: all three or none); one stream shared by the
+    # whole tree keeps their draws independent, as albumentations 0.x's global random did.
     transform = _transform_of(dataset)
-    if hasattr(transform, "set_random_seed"):
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    elif hasattr(transform, "set_random_seed"):
         transform.set_random_seed(seed)
 
 

@@ -59,6 +59,7 @@ class Run:
     # train.sampler's weight of each training row (medals.data.sampling), None: a plain shuffle.
     sample_weights: Any = None
     phase: int | None = None  # index of the train.phases entry the optimizer was built for
+    train_rows: pd.DataFrame | None = None  # the fold's training rows (train.swa.bn_data "plain")
 
 
 def _resolve_num_classes(recipe: Recipe, num_classes: int | None) -> int:
@@ -140,6 +141,7 @@ def build_run(
         info=info,
         kill_at=int(kill_at) if kill_at else None,
         sample_weights=weights,
+        train_rows=train_rows,
     )
 
 
