@@ -25,7 +25,7 @@ def overlays(
 ) -> bytes:
     """Per case: the image, the image with the true mask (green), the image with the predicted mask (red)."""
     n = len(images)
-    fig, axes = subplots(n, 3, figsize=(6.6, 2.2 * n), squeeze=False)
+    fig, axes = subplots(n, 3, figsize=(6.6, 2.6 * n), squeeze=False)
     for row, (image, truth, mask, title) in enumerate(zip(images, truths, masks, titles, strict=True)):
         grey = _shown(image)
         grey = grey if grey.ndim == 2 else grey.mean(axis=2)

@@ -3,6 +3,8 @@ style metric (both empty scores 1), and the best and worst cases as overlays of 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from medals.stages.report.page import figure, paragraph, section, table
@@ -56,13 +58,18 @@ def segmentation_section(run: RunView, plots) -> str:
         ),
     ]
     order = np.argsort(dice, kind="stable")
-    cases = [*order[-3:][::-1], *order[:3]]  # best three, then worst three
+    # The best cases are drawn from images with a true mask where there are any: an empty image
+    # predicted empty scores 1 but shows nothing.
+    with_mask = truth.reshape(len(truth), -1).any(axis=1)
+    pool = order[with_mask[order]] if with_mask.any() else order
+    cases = [*pool[-3:][::-1], *order[:3]]  # best three, then worst three
     size = probs.shape[1:]
     images = []
     for i in cases:
         image = read_image(str(rows.iloc[i]["path"])).astype(np.float32)
         images.append(cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA))
-    titles = [f"{rows.iloc[i]['id']}, Dice {dice[i]:.3f}" for i in cases]
+    # Whole ids, wrapped to the panel's width (a DICOM UID is 60 characters): never cut.
+    titles = ["\n".join(textwrap.wrap(f"{rows.iloc[i]['id']}, Dice {dice[i]:.3f}", 30)) for i in cases]
     figure_png = plots.overlays(images, [truth[i] for i in cases], [predicted[i] for i in cases], titles)
     out.append("<h3>Best and worst cases</h3>" + figure(figure_png, "best and worst cases"))
     return section("Out-of-fold predictions", *out)
