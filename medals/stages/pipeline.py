@@ -137,8 +137,14 @@ def run_stages(
     if unknown:
         raise MedalsError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
     layout = RunLayout(recipe.run_path)
-    run_on_main(partial(_write_config, recipe, layout))
     wanted = set(stages)
+    # Every check that needs no work comes before the first write, so a bad setting changes nothing.
+    run_on_main(partial(check_stages, recipe, layout, wanted, force))
+    # A new run folder is made by the first stage's own outputs (config.yaml follows), so a competition
+    # that fails prepare's checks of its CSVs and images leaves no folder behind.
+    fresh = not layout.root.exists()
+    if not fresh:
+        run_on_main(partial(_write_config, recipe, layout))
     for stage in STAGES:
         if stage not in wanted:
             continue
@@ -150,12 +156,27 @@ def run_stages(
         if _skipped(stage, state, forced):
             say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
             continue
+        if fresh and stage != "prepare":
+            run_on_main(partial(_write_config, recipe, layout))
+            fresh = False
         started = time.perf_counter()
         _run_stage(recipe, layout, stage, device)
         seconds = round(time.perf_counter() - started, 3)
         if state != "done":
             run_on_main(partial(_mark, layout, stage, digest, True, seconds))
+        if fresh:
+            run_on_main(partial(_write_config, recipe, layout))
+            fresh = False
     return layout
+
+
+def check_stages(recipe: Recipe, layout: RunLayout, stages: Iterable[str], force: Iterable[str] = ()) -> None:
+    """medals.stages.checks.check_before_work with the stages' states (run on rank 0)."""
+    from medals.stages.checks import check_before_work
+
+    wanted = set(stages)
+    states = {stage: stage_state(recipe, layout, stage) for stage in STAGES if stage in wanted | {"prepare"}}
+    check_before_work(recipe, layout, wanted, states, set(force))
 
 
 def _write_config(recipe: Recipe, layout: RunLayout) -> None:
@@ -210,7 +231,8 @@ def _begin(
         if state == "done":  # (not done: _open_stage checked it already)
             check_train(with_dataset_stats(recipe, layout), layout, device)
         clear_train(recipe, layout)
-    if state != "done":
+    # A first prepare has no old outputs to mark untrusted: its stamp is written when it finishes.
+    if state != "done" and not (stage == "prepare" and state == "new"):
         _mark(layout, stage, digest, False)
 
 
