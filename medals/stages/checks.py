@@ -8,7 +8,7 @@ image that cannot feed model.in_chans) leaves the run folder exactly as it was, 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 import pandas as pd
@@ -38,44 +38,46 @@ def check_before_work(
     recipe: Recipe,
     layout: RunLayout,
     wanted: Collection[str],
-    states: dict[str, str],
+    state: Callable[[str], str],
     force: Collection[str] = (),
 ) -> None:
-    """Raise the first problem's MedalsError; `states` are the stage states ('done', 'stale', ...)."""
+    """Raise the first problem's MedalsError; `state(stage)` is a stage's state ('done', 'stale', ...),
+    asked only where a check depends on it (it may cost a digest)."""
     from medals.train.metric_names import check_checkpoint_metrics
 
     check_checkpoint_metrics(recipe)
     if "train" in wanted:
         fold_ids(recipe)  # train.folds inside 0..n_folds-1
-    prepared = states.get("prepare") == "done" and layout.table.exists()
+    # The table the later stages will read: the one there, unless prepare is about to make another.
+    prepared = layout.table.exists() and ("prepare" not in wanted or state("prepare") == "done")
     check_queries(recipe, _query_rows(recipe, layout, prepared))
-    if _will_train(recipe, layout, wanted, states, force):
+    if _will_train(recipe, layout, wanted, state, force):
         check_model_weights(recipe)
         if prepared:
             check_table_channels(recipe, layout)
     neighbours = recipe.submit.neighbours
-    if (
-        neighbours is not None
-        and "submit" in wanted
-        and (states.get("submit") != "done" or "submit" in force)
-    ):
+    if neighbours is not None and "submit" in wanted and ("submit" in force or state("submit") != "done"):
         _check_weights(
             recipe, neighbours.backbone, neighbours.pretrained, neighbours.weights, "submit.neighbours"
         )
 
 
 def _will_train(
-    recipe: Recipe, layout: RunLayout, wanted: Collection[str], states: dict[str, str], force: Collection[str]
+    recipe: Recipe,
+    layout: RunLayout,
+    wanted: Collection[str],
+    state: Callable[[str], str],
+    force: Collection[str],
 ) -> bool:
     """Whether a model is about to be built with its initial weights (a fold or a search candidate)."""
     if "search" in wanted and recipe.policy_search is not None:
-        if states.get("search") != "done" or "search" in force:
+        if "search" in force or state("search") != "done":
             return True
     if "train" not in wanted:
         return False
-    if states.get("train") != "done" or "train" in force:
+    if "train" in force or any(not layout.checkpoint(fold, "final").exists() for fold in fold_ids(recipe)):
         return True
-    return any(not layout.checkpoint(fold, "final").exists() for fold in fold_ids(recipe))
+    return state("train") != "done"  # every fold finished: trained again only under another config
 
 
 # ---- weights ---------------------------------------------------------------------------------
