@@ -26,6 +26,18 @@ _STAGE_HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `medals: error:` sentence (exit 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise MedalsError(f"{message} (see `{self.prog} --help`)")
+
+
+# Verbs whose trailing KEY=VALUE words may also come after an option (`train R --fold 0 train.epochs=1`):
+# the attribute argparse's leftovers are added to.
+_LEFTOVERS = {"overrides", "recipes"}
+
+
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="recipe YAML file")
     parser.add_argument(
@@ -35,7 +47,7 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medals",
         description="Take a medical-imaging competition folder to a validated submission.",
     )
@@ -134,8 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; override words after an option (`--fold 0 train.epochs=1`) count as overrides.
+
+    argparse fills a `nargs="*"` positional before the first option and leaves later words over; those
+    that are not options are the verb's overrides (or, for `ensemble`, recipes and overrides) too.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    target = next((name for name in _LEFTOVERS if hasattr(args, name)), None)
+    options = [word for word in extra if word.startswith("-")]
+    if options or (extra and target is None):
+        parser.error(f"unrecognized arguments: {' '.join(options or extra)}")
+    if extra:
+        setattr(args, target, [*getattr(args, target), *extra])
+    return args
+
+
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     # The verbs that only read or write files: no process group, no model stack (torch) to import.
     if args.verb == "report":
         from medals.stages.report import write_report
@@ -198,6 +227,13 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
             )
         return 0
     device = resolve_device(args.device)
+    if len(every) > 1:  # every member checked before the first one starts work
+        from medals.runtime.distributed import run_on_main
+        from medals.stages.layout import RunLayout
+        from medals.stages.pipeline import check_stages
+
+        for recipe in every:
+            run_on_main(lambda r=recipe: check_stages(r, RunLayout(r.run_path), STAGES, args.force))
     for recipe in every:
         if len(every) > 1:
             say(f"\n== {recipe.name} ==")
@@ -284,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except MedalsError as exc:
         print(f"medals: error: {_one_sentence(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        # A write outside medals.files (a library's own file) refused by the machine: the same sentence.
+        from medals.files import os_fault
+
+        fault = os_fault(exc, action="use")
+        if fault is None:
+            raise
+        print(f"medals: error: {fault}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medals: interrupted; run the same command again to resume", file=sys.stderr)

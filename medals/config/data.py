@@ -39,7 +39,7 @@ class DuplicatesConfig(Strict):
 
     kinds: list[Literal["phash", "ahash"]] = Field(default_factory=lambda: ["phash"])
     channels: list[int] = Field(default_factory=lambda: [0, 1, 2])  # planes hashed (HPA3: green only)
-    max_distance: int = 12  # a pair: Hamming distance <= this on every plane (HPA1)
+    max_distance: int = Field(12, ge=0)  # a pair: Hamming distance <= this on every plane (HPA1)
     exact: bool = False  # HPA3: identical hashes instead
 
 
@@ -75,7 +75,7 @@ class DataConfig(Strict):
     id_column: str = "id"
     label_column: str | None = None
     classes: list[str] | None = None
-    num_classes: int | None = None
+    num_classes: int | None = Field(None, ge=1)
     label_map: dict[str, str] = Field(default_factory=dict)
     query: str | None = None  # pandas query applied to the training rows, e.g. "tfrecord >= 0"
     image_path: str = "train/{id}.png"  # {id} and, for multi-file channels, {channel}
@@ -92,7 +92,7 @@ class DataConfig(Strict):
     adapter: str | None = None
     adapter_params: dict[str, Any] = Field(default_factory=dict)
     duplicates: DuplicatesConfig | None = None
-    cache_size: int | None = None  # side of the resized uint8 cache made by prepare
+    cache_size: int | None = Field(None, ge=8)  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
     label_corrections: LabelCorrections | None = None

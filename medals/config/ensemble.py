@@ -34,7 +34,7 @@ class GateSpec(Strict):
 
     members: list[str] = Field(min_length=1)
     folds: int = Field(5, ge=2)  # cross-validation folds of the stacker over the OOF rows
-    threshold: float = 0.65
+    threshold: float = Field(0.65, ge=0, le=1)
 
 
 class EnsembleSpec(Strict):

@@ -17,7 +17,7 @@ class MetricsConfig(Strict):
     rank: bool = False
     # Segmentation: Dice after downsampling probabilities and truth to this side (PTX scored at 128);
     # evaluate then also sweeps the pixel threshold (dice_best at pixel_threshold_best).
-    dice_size: int | None = None
+    dice_size: int | None = Field(None, ge=8)
 
 
 class InferConfig(Strict):
@@ -28,4 +28,4 @@ class InferConfig(Strict):
     # seen through all the TTA views, all merged by infer.merge. Classification tasks only.
     crop_seeds: int = Field(0, ge=0)
     checkpoint: str = "best"
-    batch_size: int | None = None
+    batch_size: int | None = Field(None, ge=1)

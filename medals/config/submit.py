@@ -59,10 +59,10 @@ class SubmitConfig(Strict):
     average_duplicates: bool = False  # near-duplicate test images get their group's mean prediction
     replace_leaks: bool = False  # a test image duplicating a labelled one takes its labels
     always_top1: bool = True
-    pixel_threshold: float = 0.5
-    min_area: int = 0
+    pixel_threshold: float = Field(0.5, ge=0, le=1)
+    min_area: int = Field(0, ge=0)
     # Keep a mask only when the image-level probability (the model's cls head, or an ensemble's
     # stacked gate) is above this; otherwise the image is submitted empty.
-    gate_threshold: float | None = None
+    gate_threshold: float | None = Field(None, ge=0, le=1)
     file: str = "submission.csv"
     neighbours: NeighboursConfig | None = None  # HPA1 nearest-neighbour replacement (multilabel)

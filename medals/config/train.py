@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from medals.config.base import Strict
 
@@ -20,8 +20,8 @@ class LossTerm(Strict):
 
 class ScheduleConfig(Strict):
     name: Literal["constant", "warmup_cosine", "steps", "formula"] = "warmup_cosine"
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
     steps: list[tuple[int, float]] = Field(default_factory=list)  # (first epoch, lr), 1-based
     formula: str | None = None  # per-epoch lr from epoch (1-based), epochs, lr, cos, pi, ...
 
@@ -35,7 +35,7 @@ class CheckpointRule(Strict):
 class SwaConfig(Strict):
     """Average these epochs' weights (1-based, as in log.csv) into swa.pt, BatchNorm recomputed."""
 
-    epochs: list[int] | None = None
+    epochs: list[PositiveInt] | None = None
     last: int | None = Field(None, ge=1)  # or: the last N epochs
     # The images BatchNorm is recomputed on: "train" the training fold with its augmentation, "plain"
     # the same rows without it (resize and normalisation only), as HPA3's swa.py does.
@@ -138,8 +138,8 @@ class TrainConfig(Strict):
     image_size: int = Field(256, ge=8)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     # Per-device defaults (medals.runtime.settings): "auto" precision is bf16 on Ampere+ GPUs, fp16 on older
     # ones, fp32 on the CPU; channels_last None = on with CUDA, off on the CPU; compile: torch.compile
@@ -152,7 +152,7 @@ class TrainConfig(Strict):
     # medals.data.device_batches), "auto" (gpu with CUDA when every op of the list has a GPU version).
     data_path: Literal["auto", "cpu", "gpu"] = "auto"
     accumulate: int = Field(1, ge=1)
-    clip_grad: float | None = None
+    clip_grad: float | None = Field(None, gt=0)
     augment: list[dict[str, Any]] | None = None  # albumentations ops; None: the task default
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -162,8 +162,8 @@ class TrainConfig(Strict):
     normalize: Literal["fixed", "image", "dataset"] = "fixed"
     checkpoints: list[CheckpointRule] = Field(default_factory=lambda: [CheckpointRule()])
     swa: SwaConfig | None = None
-    folds: list[int] | None = None  # train only these folds
-    num_workers: int = 0
+    folds: list[NonNegativeInt] | None = None  # train only these folds
+    num_workers: int = Field(0, ge=0)
     deterministic: bool = False
     progress: bool = True
     # Scalars of every epoch also to <fold dir>/tensorboard (torch.utils.tensorboard; needs tensorboard).

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medals.data.channels import fit_channels
 from medals.data.io import read_image, read_mask
 from medals.data.rle import decode_many, is_empty
 from medals.errors import MedalsError
@@ -124,12 +125,8 @@ class ImageDataset(Dataset):
         image = read_image(path)
         if image.ndim == 2:
             image = image[:, :, None]
-        channels = image.shape[2]
-        if channels != self.in_chans:
-            if channels == 1 and self.in_chans == 3:
-                return np.repeat(image, 3, axis=2)
-            raise MedalsError(f"image {path} has {channels} channels but model.in_chans is {self.in_chans}")
-        return image
+        # Gray repeated to RGB, RGBA's alpha dropped (medals.data.channels; prepare checked the rest).
+        return fit_channels(image, self.in_chans, path)
 
     def _mask(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """uint8 H x W mask at the read image's size (which is the cache size for cached images)."""

@@ -130,6 +130,8 @@ class DeviceBatcher:
             return image
         if channels == 1 and self.in_chans == 3:
             return image.expand(3, -1, -1)
+        if channels == 4 and self.in_chans == 3:  # RGBA: alpha dropped, as medals.data.channels says
+            return image[:3]
         raise MedalsError(
             f"dataset row {index} has {channels} channels but model.in_chans is {self.in_chans}"
         )

@@ -23,6 +23,16 @@ from medals.errors import MedalsError
 
 DEFAULT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
 
+# The keys task_metrics returns for each task (a recipe's checkpoint rules are checked against them).
+TASK_METRICS = {
+    "binary": ("auc", "accuracy"),
+    "multiclass": ("auc", "accuracy"),
+    "multilabel": ("f1_macro", "f1_macro_05"),
+    "segmentation": ("dice",),
+}
+# What cls_metrics adds for a segmentation model's image-level head.
+CLS_METRICS = ("cls_auc", "cls_f1", "cls_threshold")
+
 
 def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
     """Binary ROC AUC; nan when the truth holds only one class (AUC is undefined there)."""

@@ -140,13 +140,16 @@ def run_stages(
     if unknown:
         raise MedalsError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
     layout = RunLayout(recipe.run_path)
-    run_on_main(partial(_write_config, recipe, layout))
     wanted = set(stages)
+    # Nothing runs before prepare, so its digest, which the checks need, holds for the loop too.
+    digests = {"prepare": stage_digest(recipe, "prepare")} if "prepare" in wanted else {}
+    # Every check that needs no work, then config.yaml, in one round trip: a bad setting changes nothing.
+    deferred = run_on_main(partial(_check_and_write_config, recipe, layout, wanted, force, digests))
     for stage in STAGES:
         if stage not in wanted:
             continue
         # One digest per stage, and two round trips to rank 0: open the stage, then mark it done.
-        digest = stage_digest(recipe, stage)
+        digest = digests.get(stage) or stage_digest(recipe, stage)
         forced = stage in force
         then_submit = "submit" in wanted
         state = run_on_main(partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit))
@@ -157,8 +160,36 @@ def run_stages(
         _run_stage(recipe, layout, stage, device)
         seconds = round(time.perf_counter() - started, 3)
         if state != "done":
-            run_on_main(partial(_mark, layout, stage, digest, True, seconds))
+            run_on_main(partial(_mark, layout, stage, digest, True, seconds, recipe if deferred else None))
+            deferred = False
     return layout
+
+
+def check_stages(recipe: Recipe, layout: RunLayout, stages: Iterable[str], force: Iterable[str] = ()) -> None:
+    """medals.stages.checks.check_before_work for these stages (on rank 0); writes nothing."""
+    from medals.stages.checks import check_before_work
+
+    check_before_work(recipe, layout, set(stages), partial(stage_state, recipe, layout), set(force))
+
+
+def _check_and_write_config(
+    recipe: Recipe, layout: RunLayout, wanted: set[str], force: set[str], digests: dict[str, str]
+) -> bool:
+    """The checks, then config.yaml; True when config.yaml waits for prepare's stamp instead.
+
+    A new run folder is made by prepare's own outputs (config.yaml comes with its stamp), so a competition
+    whose CSVs or images fail prepare's checks leaves no folder behind.
+    """
+    from medals.stages.checks import check_before_work
+
+    def state(stage: str) -> str:
+        return stage_state(recipe, layout, stage, digests.get(stage))
+
+    check_before_work(recipe, layout, wanted, state, force)
+    if "prepare" in wanted and not layout.root.exists():
+        return True
+    _write_config(recipe, layout)
+    return False
 
 
 def _write_config(recipe: Recipe, layout: RunLayout) -> None:
@@ -213,12 +244,23 @@ def _begin(
         if state == "done":  # (not done: _open_stage checked it already)
             check_train(with_dataset_stats(recipe, layout), layout, device)
         clear_train(recipe, layout)
-    if state != "done":
+    # A first prepare has no old outputs to mark untrusted: its stamp is written when it finishes.
+    if state != "done" and not (stage == "prepare" and state == "new"):
         _mark(layout, stage, digest, False)
 
 
-def _mark(layout: RunLayout, stage: str, digest: str, done: bool, seconds: float | None = None) -> None:
-    """The stage's stamp; a finished one also says how long the stage took (`medals compare` shows it)."""
+def _mark(
+    layout: RunLayout,
+    stage: str,
+    digest: str,
+    done: bool,
+    seconds: float | None = None,
+    config_of: Recipe | None = None,
+) -> None:
+    """The stage's stamp; a finished one also says how long the stage took (`medals compare` shows it).
+    With `config_of`, config.yaml is written first (a new run folder's first stamp)."""
+    if config_of is not None:
+        _write_config(config_of, layout)
     stamp = {"digest": digest, "done": done}
     if seconds is not None:
         stamp["seconds"] = seconds

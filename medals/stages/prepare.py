@@ -22,6 +22,13 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
             f"prepare: data.classes not set: {len(classes)} classes read from column "
             f"'{recipe.data.label_column}' of {recipe.data.train_csv} ({shown}); set data.classes to fix the order"
         )
+    # Channel counts from the source headers: an image that cannot feed model.in_chans is named here.
+    from medals.data.channels import channel_notes, check_channels
+
+    for note in channel_notes(
+        check_channels(table["path"].tolist(), recipe.model.in_chans), recipe.model.in_chans
+    ):
+        say(f"prepare: {note}")
     if recipe.data.cache_size:
         from medals.data.cache import build_cache
 

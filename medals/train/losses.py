@@ -264,6 +264,14 @@ def _make_term(term: LossTerm, index: int, task: str) -> LossFn:
     return factory(task, **params)
 
 
+def term_names(terms: list[LossTerm] | None, task: str) -> list[str]:
+    """Each term's name in the logs (val_<name>): its loss name, with its index when two terms share it."""
+    terms = DEFAULT_TERMS[task] if terms is None else terms
+    return [
+        t.name if sum(o.name == t.name for o in terms) == 1 else f"{t.name}_{i}" for i, t in enumerate(terms)
+    ]
+
+
 def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
     """fn(logits, batch) -> scalar: the weighted sum of `terms`, or the task default when None."""
     if terms is None:
@@ -271,8 +279,7 @@ def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
     if not terms:
         raise MedalsError("loss must list at least one term")
     built = []
-    for i, term in enumerate(terms):
-        name = term.name if sum(t.name == term.name for t in terms) == 1 else f"{term.name}_{i}"
+    for i, (term, name) in enumerate(zip(terms, term_names(terms, task), strict=True)):
         # The image-level logit is a binary classifier whatever the task; an aux head shares the main task.
         term_task = "binary" if term.output == "cls" else task
         built.append((name, term.weight, _make_term(term, i, term_task), term.output))
