@@ -412,8 +412,10 @@ def test_adapter_drops_duplicates_and_marks_external_rows(kaggle):
     assert test["image_name"].tolist() == frames["test"]["image_name"].tolist()
     assert test["is_ext"].tolist() == [0] * 12
     assert set(test["image_dir"]) == {f"{MAIN_DIR}/test"}
-    # The external "unknown patient" (-1) is missing, like a missing id.
-    assert train["patient_id"].iloc[45:].isna().all()
+    # The external "unknown patient" (-1) is missing; an empty id is the solution's fillna(0).
+    kept_ext = ext[ext["tfrecord"] >= 0]["patient_id"].tolist()
+    assert train["patient_id"].iloc[45:].tolist() == [None if p == "-1" else "0" for p in kept_ext]
+    assert "0" in train["patient_id"].tolist() and train["patient_id"].isna().any()
     assert train["patient_id"].iloc[:45].tolist() == src["patient_id"].iloc[:45].tolist()
 
 
@@ -526,7 +528,9 @@ def test_adapter_meta_features(kaggle):
     meta_cols = [c for c in table.columns if c.startswith("meta_")]
     for split, frame in (("train", train_all), ("test", test)):
         got = table[table["split"] == split][meta_cols].reset_index(drop=True)
-        want = expected(frame, split, frame["patient_id"])
+        # The solution fills a missing TRAINING id with 0 (one pooled patient), test ids as they are.
+        patients = frame["patient_id"].fillna("0") if split == "train" else frame["patient_id"]
+        want = expected(frame, split, patients)
         assert sorted(got.columns) == sorted(want.columns)
         np.testing.assert_allclose(
             got[want.columns].to_numpy(np.float64), want.to_numpy(np.float64), rtol=1e-6, atol=1e-6
