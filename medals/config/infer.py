@@ -29,3 +29,7 @@ class InferConfig(Strict):
     crop_seeds: int = Field(0, ge=0)
     checkpoint: str = "best"
     batch_size: int | None = None
+    # Segmentation test predictions: each fold's logits upsampled (bilinear, half-pixel centres) to this
+    # side BEFORE the sigmoid, as the PTX seed's predict_768.py did for its 768 model (None: the model's
+    # output size; masks of different sizes are then upsampled as probabilities when ensembled).
+    mask_size: int | None = Field(None, ge=1)

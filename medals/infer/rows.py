@@ -31,8 +31,19 @@ def make_crop_loader(recipe: Recipe, rows: pd.DataFrame, num_classes: int, with_
     return eval_loader(recipe, SeededItems(dataset, seed))
 
 
-def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, device, with_target: bool):
+def predict_rows(
+    recipe: Recipe,
+    model,
+    rows: pd.DataFrame,
+    num_classes: int,
+    device,
+    with_target: bool,
+    mask_size: int | None = None,
+):
     """(probabilities, image-level probabilities of a classification head or None).
+
+    mask_size: segmentation logits upsampled to that side before the sigmoid (infer.mask_size; the
+    predict stage passes it, evaluation scores at the model's own size).
 
     With infer.crop_seeds = N > 0 (classification only) each image is predicted on N seeded random square
     crops, each through all the TTA views, and the N results are merged element-wise by infer.merge.
@@ -55,6 +66,7 @@ def predict_rows(recipe: Recipe, model, rows: pd.DataFrame, num_classes: int, de
             precision=recipe.train.precision,
             channels_last=runtime.channels_last,
             prepare=prepare,
+            mask_size=mask_size,
         )
 
     n_crops = recipe.infer.crop_seeds
