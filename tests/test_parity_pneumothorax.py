@@ -197,3 +197,21 @@ def test_rle_keeps_a_run_that_touches_the_last_pixel():
     inner = mask.copy()
     inner[3, 3] = 0
     assert seed_rle(inner) == encode(inner, "siim") == "2 2 10 1"
+
+
+# ---- image-level head ----------------------------------------------------------------------------
+
+
+def test_cls_head_is_gap_then_two_linears_on_the_deepest_map():
+    from medals.models.segmenter import ClassificationHead
+
+    # Unet_se50_model: GAP of the deepest encoder map (old smp listed it first), Linear(C, C),
+    # Linear(C, 1), nothing in between.
+    head = ClassificationHead(6)
+    assert [type(m) for m in head.children()] == [nn.AdaptiveAvgPool2d, nn.Linear, nn.Linear]
+    assert (head.hidden.in_features, head.hidden.out_features, head.out.out_features) == (6, 6, 1)
+    features = torch.randn(2, 6, 3, 5)
+    pooled = features.mean(dim=(2, 3))
+    expected = pooled @ head.hidden.weight.T + head.hidden.bias
+    expected = expected @ head.out.weight.T + head.out.bias
+    torch.testing.assert_close(head(features), expected)
