@@ -85,7 +85,7 @@ def test_bad_steps_are_named():
 
 
 def test_policy_to_spec_is_one_of_over_two_step_sequences_and_builds():
-    policy = random_policy(3, n_subpolicies=4)
+    policy = random_policy(3, n_subpolicies=4, sampler="magnitude")  # each step's class is OPS'
     spec = policy_to_spec(policy)
     assert len(spec) == 1 and spec[0]["name"] == "OneOf" and spec[0]["p"] == 1.0
     children = spec[0]["transforms"]

@@ -43,12 +43,54 @@ def run(recipe: Path, run_dir: Path, *extra: str, verb: str = "run") -> None:
     assert main([verb, str(recipe), f"run_dir={run_dir}", *TINY, *extra]) == 0
 
 
-def check_report(render, run_dir: Path) -> str:
-    """`medals run` wrote report.html: in a browser every figure decodes and the pooled metrics show."""
+# The report's sections every finished run shows, and those of each task (medals.stages.report).
+RUN_SECTIONS = [
+    "Recipe",
+    "Stages",
+    "Data",
+    "Out-of-fold metrics",
+    "TTA gain (pooled OOF)",
+    "Training",
+    "Out-of-fold predictions",
+    "Test predictions and submission",
+    "Time",
+]
+TASK_SECTIONS = {
+    "multiclass": [
+        "Image sizes",
+        "Class balance per fold",
+        "Most confidently wrong",
+        "ROC",
+        "calibration",
+        "confusion",
+    ],
+    "multilabel": [
+        "Class balance per fold",
+        "labels per image",
+        "per-class ROC",
+        "F1 against threshold",
+        "per-class F1",
+        "Most confidently wrong",
+    ],
+    "segmentation": [
+        "Dice per image",
+        "Dice against threshold",
+        "mask areas",
+        "false positive on empty",
+        "Best and worst cases",
+    ],
+}
+MIN_FIGURES = {"multiclass": 7, "multilabel": 6, "segmentation": 6}
+MAX_PAGE_BYTES = 5 * 2**20
+
+
+def check_report(render, run_dir: Path, task: str | None = None) -> str:
+    """`medals run` wrote report.html: in a browser every figure decodes, the pooled metrics show, and
+    (given the task) every section that applies is there with at least the task's number of figures."""
     import re
 
     page = run_dir / "report.html"
-    assert page.is_file()
+    assert page.is_file() and page.stat().st_size < MAX_PAGE_BYTES
     dom = render(page)
     images = int(re.search(r'data-images="(\d+)"', dom).group(1))
     assert images >= 2 and images == dom.count("<img ")
@@ -56,6 +98,12 @@ def check_report(render, run_dir: Path) -> str:
     metrics = read_json(run_dir / "metrics.json")
     for value in metrics["pooled"].values():
         assert f"{value:.4f}" in dom
+    if task is not None:
+        missing = [name for name in RUN_SECTIONS + TASK_SECTIONS[task] if name not in dom]
+        assert not missing, missing
+        assert images >= MIN_FIGURES[task], images
+        assert "the columns and ids of the sample" in dom  # the submission checked against the sample
+        assert "warning:" not in dom  # folds of a healthy run agree
     return dom
 
 
@@ -68,8 +116,8 @@ def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys, render):
     run(melanoma, run_dir)
     out = capsys.readouterr().out
     assert "evaluate: pooled OOF" in out and "submit:" in out
-    dom = check_report(render, run_dir)
-    assert "ROC" in dom and "confusion" in dom and "missing stages" not in dom
+    dom = check_report(render, run_dir, "multiclass")
+    assert "missing stages" not in dom
 
     metrics = read_json(run_dir / "metrics.json")
     assert set(metrics["folds"]) == {"0", "1"} and 0.0 <= metrics["pooled"]["auc"] <= 1.0
@@ -189,7 +237,7 @@ def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monke
 def test_cells_multilabel_run(tmp_path_factory, tmp_path, render):
     recipe = competition(tmp_path_factory, "cells", 60, 12)
     run(recipe, tmp_path / "run")
-    assert "per-class F1" in check_report(render, tmp_path / "run")
+    check_report(render, tmp_path / "run", "multilabel")
     sub = pd.read_csv(tmp_path / "run" / "submission.csv", keep_default_na=False)
     assert list(sub.columns) == ["Id", "Predicted"]
     for text in sub["Predicted"]:
@@ -204,7 +252,7 @@ def test_chest_segmentation_run(tmp_path_factory, tmp_path, render):
 
     recipe = competition(tmp_path_factory, "chest", 48, 10)
     run(recipe, tmp_path / "run", "submit.min_area=0", "submit.pixel_threshold=0.3")
-    assert "Best and worst cases" in check_report(render, tmp_path / "run")
+    check_report(render, tmp_path / "run", "segmentation")
     sub = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
     assert list(sub.columns) == ["ImageId", "EncodedPixels"]
     for rle in sub["EncodedPixels"]:
@@ -241,14 +289,16 @@ def test_report_of_a_partial_run_lists_what_is_missing(melanoma, tmp_path, capsy
 
 def test_report_curves_show_the_class_evaluate_scores(melanoma, tmp_path):
     from medals.config import load_recipe
+    from medals.files import write_json
     from medals.stages.layout import RunLayout
-    from medals.stages.report import _submitted_class
+    from medals.stages.report.classification import submitted_class
+    from medals.stages.report.run_view import RunView
 
     layout = RunLayout(tmp_path)
-    classes = ["melanoma", "nevus", "other"]
+    write_json(layout.labels, {"classes": ["melanoma", "nevus", "other"], "num_classes": 3})
     config = load_recipe(melanoma).model_dump(mode="json")  # submit.target_class: melanoma
-    assert _submitted_class(layout, config, classes) == 0
+    assert submitted_class(RunView(layout, config)) == 0
     config["submit"]["target_class"] = 1
-    assert _submitted_class(layout, config, classes) == 1
+    assert submitted_class(RunView(layout, config)) == 1
     config["submit"]["target_class"] = None
-    assert _submitted_class(layout, config, classes) == 2  # no target: the last class
+    assert submitted_class(RunView(layout, config)) == 2  # no target: the last class

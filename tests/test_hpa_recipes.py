@@ -28,19 +28,29 @@ HPA3 = REPO / "recipes" / "hpa_3rd"
 HPA1_MODELS = {
     "d121_i768_crop512": ("densenet121", False, 768, 512, 55, 48, 12, False),
     "d121_large_i1536_crop1024": ("densenet121", True, 1536, 1024, 45, 36, 8, True),
+    # the write-up's version of the final model: batch 12 x accumulation 3, up-sampling, two phases
+    "d121_large_i1536_crop1024_writeup": ("densenet121", True, 1536, 1024, 45, 12, 8, True),
     "inceptionv3_i768_crop512": ("inception_v3", False, 768, 512, 45, 64, 24, True),
     "resnet34_i1536_crop1024": ("resnet34", False, 1536, 1024, 45, 48, 12, True),
 }
-# name: (backbone, size, epochs, head, aux head, accumulate)
+FINAL_MODELS = ("d121_large_i1536_crop1024", "d121_large_i1536_crop1024_writeup")
+# name: (backbone, size, epochs, head, aux head, batch, accumulate, normalize), from pudae's configs
 HPA3_MODELS = {
-    "resnet34": ("resnet34", 512, 40, "linear", False, 2),
-    "inceptionv3": ("inception_v3", 1024, 27, "attention", True, 4),
-    "se_resnext50": ("legacy_seresnext50_32x4d", 1024, 22, "attention", False, 4),
+    "resnet34": ("resnet34", 512, 41, "linear", False, 32, 1, "fixed"),
+    "inceptionv3": ("inception_v3", 1024, 28, "attention", True, 24, 2, "image"),
+    "se_resnext50": ("legacy_seresnext50_32x4d", 1024, 23, "attention", False, 8, 4, "image"),
 }
 DIHEDRAL = [
     {"name": "Transpose", "p": 0.5},
     {"name": "VerticalFlip", "p": 0.5},
     {"name": "HorizontalFlip", "p": 0.5},
+]
+# pudae's policy_transform base_aug: RandomRotate90, Flip (one of vertical, horizontal, both), Transpose
+FLIP = [{"name": "VerticalFlip", "p": 1.0}, {"name": "HorizontalFlip", "p": 1.0}]
+HPA3_DIHEDRAL = [
+    {"name": "RandomRotate90", "p": 0.5},
+    {"name": "OneOf", "p": 0.5, "transforms": [*FLIP, {"name": "Sequential", "p": 1.0, "transforms": FLIP}]},
+    {"name": "Transpose", "p": 0.5},
 ]
 
 
@@ -48,6 +58,12 @@ def adam45(epochs: int) -> list[float]:
     """SPEC HPA1: 3e-4 for epochs 1-25, then 1.5e-4, 7.5e-5, 3e-5, 1e-5 in 5-epoch steps (last held)."""
     values = [3e-4] * 25 + [1.5e-4] * 5 + [7.5e-5] * 5 + [3e-5] * 5
     return (values + [1e-5] * epochs)[:epochs]
+
+
+def adam55() -> list[float]:
+    """The seed's Adam55 (src/layers/scheduler.py): 3e-4 to epoch 25, 1.5e-4 to 35, 7.5e-5 to 45, 3e-5
+    to 50, 1e-5 to 55 (1-based epochs)."""
+    return [3e-4] * 25 + [1.5e-4] * 10 + [7.5e-5] * 10 + [3e-5] * 5 + [1e-5] * 5
 
 
 # ---- (a) the recipe files -------------------------------------------------------------------------
@@ -101,7 +117,19 @@ def test_hpa1_recipe(name):
     t = r.train
     assert (t.epochs, t.batch_size, t.optimizer, t.clip_grad) == (epochs, batch, "adam", 1.0)
     assert t.schedule.name == "steps"
-    assert epoch_table(t) == pytest.approx(adam45(epochs), rel=1e-12)
+    table = adam55() if name == "d121_i768_crop512" else adam45(epochs)  # --scheduler Adam55 / adam45
+    assert epoch_table(t) == pytest.approx(table, rel=1e-12)
+    if name.endswith("_writeup"):
+        assert t.accumulate * t.batch_size == 36  # the command's batch, accumulated
+        assert (t.sampler.name, t.sampler.below, t.sampler.factor, t.sampler.mode) == (
+            "rare_classes",
+            0.01,
+            4.0,
+            "repeat",
+        )
+        assert [(p.epochs, p.freeze, p.lr) for p in t.phases] == [(1, "backbone", None), (None, None, None)]
+    else:  # the public train.py: RandomSampler, one Adam over every parameter, a step per batch
+        assert (t.accumulate, t.sampler, t.phases) == (1, None, None)
     assert t.augment == [*DIHEDRAL, {"name": "RandomSquareCropResize"}]
     assert [(c.name, c.metric, c.mode) for c in t.checkpoints] == [("best", "val_focal", "min")]
     assert t.normalize == "dataset" and t.swa is None  # the training images' channel mean/std
@@ -115,13 +143,23 @@ def test_hpa1_recipe(name):
         True,
     )
     assert not s.replace_leaks and r.policy_search is None
-    if name == "d121_large_i1536_crop1024":  # the final model gets the ArcFace post-processing
+    if name in FINAL_MODELS:  # the final model gets the ArcFace post-processing
         n = s.neighbours
         assert (n.backbone, n.embedding_dim, n.s, n.m, n.threshold) == ("resnet50", 512, 30.0, 0.5, 0.65)
+        assert (n.epochs, n.lr, n.image_size, n.batch_size) == (50, 1e-4, 768, 32)  # train_ml.py, FaceAdam
         assert n.identity_column == "antibody" and n.identity_column in d.keep_columns
         assert n.reference_query == "is_external == 1"
+        # s10: the external targets corrected, read by the neighbour replacement only
+        c = d.label_corrections
+        assert (c.path, c.id_replace, c.keep_classes, c.rows) == (
+            "train_extra.csv",
+            {"/": "_"},
+            [8, 9, 10, 20, 26],
+            "is_external == 1",
+        )
+        assert c.column == n.labels_column == "target_corrected" and c.column in d.keep_columns
     else:
-        assert s.neighbours is None
+        assert s.neighbours is None and d.label_corrections is None
     # Training: the dihedral flips and the crop resized to the crop size; validation: the resize only.
     compose = build_transform(t.augment, 64, True, "multilabel")
     image = np.random.default_rng(0).integers(0, 256, (96, 96, 4), dtype=np.uint8)
@@ -130,7 +168,7 @@ def test_hpa1_recipe(name):
 
 @pytest.mark.parametrize("name", list(HPA3_MODELS))
 def test_hpa3_recipe(name):
-    backbone, size, epochs, head, aux, accumulate = HPA3_MODELS[name]
+    backbone, size, epochs, head, aux, batch, accumulate, normalize = HPA3_MODELS[name]
     r = load_recipe(HPA3 / f"{name}.yaml")
     d = r.data
     assert d.adapter == "hpa" and d.adapter_params["yellow"] == "lum"
@@ -146,21 +184,22 @@ def test_hpa3_recipe(name):
         expected.append(("focal", 0.4, "mean", "aux"))
     assert terms == expected
     t = r.train
-    assert (t.epochs, t.optimizer, t.lr, t.accumulate, t.normalize) == (
+    assert (t.epochs, t.optimizer, t.lr, t.batch_size, t.accumulate, t.normalize) == (
         epochs,
         "adam",
         5e-4,
+        batch,
         accumulate,
-        "image",
+        normalize,
     )
     assert epoch_table(t) == [5e-4] * epochs
-    assert t.augment == [*DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
+    assert t.augment == [*HPA3_DIHEDRAL, {"name": "PolicyFile", "path": "{run_dir}/policies.json"}]
     assert r.swa_epochs == list(range(epochs - 9, epochs + 1))
     assert (r.infer.tta, r.infer.merge, r.infer.checkpoint, r.infer.crop_seeds) == (8, "mean", "swa", 0)
     assert (r.submit.threshold, r.submit.replace_leaks) == ("prevalence_holdout", True)
     ps = r.policy_search
     assert (ps.candidates, ps.subpolicies, ps.keep, ps.file) == (50, 5, 5, "policies.json")
-    assert ps.epochs < epochs
+    assert ps.epochs == 60 and ps.sampler == "hpa3"
     candidate = candidate_recipe(r)
     assert (candidate.model.backbone, candidate.train.image_size) == ("resnet18", 256)
     assert candidate.train.swa is None and candidate.train.epochs == ps.epochs
@@ -265,6 +304,11 @@ def make_hpa(root: Path) -> dict:
         }
     ).to_csv(root / "external.csv", index=False)
     pd.DataFrame({"Id": test_ids[::-1], "Predicted": "0"}).to_csv(root / "sample_submission.csv", index=False)
+    # HPA1's corrected external targets (train_extra.csv style: "/" in the ids): ext_2 gains label 5, and
+    # its 8 (a class whose original call is kept) is dropped; an id beyond the external set is not used.
+    pd.DataFrame({"Id": ["ext/2", "zz/9"], "Target": ["5 8", "3"]}).to_csv(
+        root / "train_extra.csv", index=False
+    )
     return {"train": train_ids, "test": test_ids, "external": ext_ids}
 
 
@@ -345,10 +389,30 @@ def test_hpa1_final_model_end_to_end(hpa_data, tmp_path, monkeypatch):
     table = pd.read_parquet(run / "table.parquet")
     assert table.loc[table["split"] == "train", "is_external"].sum() == N_EXT
     assert (run / "neighbours" / "arcface.pt").exists()
+    corrected = table.set_index("id")["target_corrected"]
+    assert corrected["ext_2"] == "5" and corrected["ext_3"] == "7"  # ext_3: no correction, its own
+    assert table.set_index("id").loc["ext_2", "labels"] == "0"  # the classifier's labels: uncorrected
     stats = json.loads((run / "channel_stats.json").read_text())
     assert len(stats["mean"]) == len(stats["std"]) == 4 and all(0 < v < 1 for v in stats["mean"])
     log = pd.read_csv(run / "fold0" / "log.csv")
     assert "val_focal" in log.columns
+
+
+def test_hpa1_writeup_model_trains_a_fold(hpa_data, tmp_path, monkeypatch):
+    # The write-up's additions on the miniature: 2 epochs, the first with the backbone frozen, rows of a
+    # class on fewer than 10% of the training rows 4 times an epoch, batches of 4 accumulated 3 times.
+    data, _ = hpa_data
+    monkeypatch.chdir(tmp_path)
+    recipe = str(HPA1 / "d121_large_i1536_crop1024_writeup.yaml")
+    common = [f"data.root={data}", *FAST, "model.stem_pool=false", "data.cache_size=48"]
+    common += ["train.image_size=32", "train.epochs=2", "train.batch_size=4", "train.sampler.below=0.1"]
+    assert main(["prepare", recipe, *common]) == 0
+    assert main(["split", recipe, *common]) == 0
+    assert main(["train", recipe, *common, "--fold", "0"]) == 0
+    fold = tmp_path / "runs" / "hpa1_d121_large_i1536_crop1024_writeup" / "fold0"
+    log = pd.read_csv(fold / "log.csv")
+    assert log["epoch"].tolist() == [1, 2] and log["lr"].tolist() == pytest.approx([3e-4, 3e-4])
+    assert (fold / "final.pt").exists() and np.isfinite(log["val_focal"]).all()
 
 
 def test_hpa3_model_end_to_end(hpa_data, tmp_path, monkeypatch):

@@ -179,3 +179,20 @@ def test_one_identity_is_not_enough(tmp_path: Path, run):
 def test_decisions_must_match_the_test_ids(run):
     with pytest.raises(MedalsError, match="one row per test id"):
         apply_neighbours(_recipe(), run, TEST_IDS[:3], _predictions(), "cpu")
+
+
+def test_labels_column_gives_the_replacing_labels(tmp_path: Path, run):
+    # HPA1: the reference images' corrected targets (data.label_corrections.column), not the labels the
+    # classifier trained on, replace a matched prediction.
+    table = pd.read_parquet(run.table)
+    corrected = table["labels"].where(~table["id"].str.startswith("tr1_"), "0 3")
+    layout = RunLayout(tmp_path)
+    write_parquet(layout.table, table.assign(target_corrected=corrected))
+    pred = _predictions()
+    out, replaced = apply_neighbours(_recipe(labels_column="target_corrected"), layout, TEST_IDS, pred, "cpu")
+    for row, ident in enumerate(TEST_IDS[:-1]):
+        labels = "0 3" if ident.startswith("te1_") else IDENTITY_LABELS[int(ident[2])]
+        assert replaced[row], ident
+        np.testing.assert_array_equal(out[row], _multi_hot(labels), err_msg=ident)
+    with pytest.raises(MedalsError, match="no 'fixed' column.*labels_column in data.keep_columns"):
+        apply_neighbours(_recipe(labels_column="fixed"), layout, TEST_IDS, pred, "cpu")

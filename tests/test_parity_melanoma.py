@@ -182,7 +182,7 @@ def _smooth(size: int) -> np.ndarray:
 
 
 def test_alpha_affine_points_and_offsets_follow_0_4_6():
-    from medals.augment.legacy import affine_points
+    from medals.augment.jitter import jitter_points as affine_points
 
     # c = (h // 2, w // 2) = (48, 48), s = 96 // 3 = 32: c + s, (c0 + s, c1 - s), c - s.
     assert affine_points(96, 96).tolist() == [[80, 80], [80, 16], [16, 16]]
@@ -262,7 +262,9 @@ def test_gpu_path_draws_and_applies_the_same_parameters():
 
     from medals.augment.gpu import build_gpu_transform
     from medals.augment.gpu.warp import Stage, pixel_grid, resample
-    from medals.augment.legacy import affine_matrix, affine_points, shifted_camera_maps
+    from medals.augment.jitter import jitter_matrix as affine_matrix
+    from medals.augment.jitter import jitter_points as affine_points
+    from medals.augment.legacy import shifted_camera_maps
 
     g = torch.Generator().manual_seed(0)
     mean, std = (0.5,) * 3, (0.25,) * 3

@@ -378,7 +378,8 @@ def chexpert(root: Path) -> list[str]:
     rows = []
     for k in range(4):
         mask = decode(masks[k], (SIZE, SIZE), "siim") if k < 2 else np.zeros((SIZE, SIZE), np.uint8)
-        small = cv2.resize(mask, (256, 256), interpolation=cv2.INTER_NEAREST)
+        # OpenCV 4 resizes no bool arrays (decode returns bool): as uint8, then back.
+        small = cv2.resize(mask.astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST) > 0
         film = cv2.resize(chest_film(40 + k, mask), (256, 256), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / f"chex{k}.png"), film)
         rows.append((f"chex{k}", encode(small, "siim") if small.any() else "-1", f"chexpert/chex{k}.png"))

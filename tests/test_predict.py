@@ -109,3 +109,15 @@ def test_dropped_rows_are_an_error():
     loader = DataLoader(_Rows(5), batch_size=2, drop_last=True)
     with pytest.raises(ValueError, match="4 of 5"):
         predict(_MeanLogit(), loader, "multiclass")
+
+
+def test_identity_view_is_the_untransformed_prediction_beside_the_tta_merge():
+    # _CornerMark answers the corner mark: only the identity view keeps it at the top left, so the
+    # identity view's probability differs from the 4-view mean, and equals a tta=1 prediction.
+    loader = DataLoader(_Rows(6), batch_size=4)
+    merged, _, identity = predict_with_cls(_CornerMark(), loader, "binary", tta=4, identity=True)
+    alone = predict(_CornerMark(), loader, "binary", tta=1)
+    np.testing.assert_array_equal(identity, alone)
+    assert np.all(identity > merged + 0.1)  # three of four views lose the mark
+    only, _, same = predict_with_cls(_CornerMark(), loader, "binary", tta=1, identity=True)
+    np.testing.assert_array_equal(only, same)

@@ -7,7 +7,9 @@ Resize to the training size and normalisation are always appended; masks follow 
 A few ops are medals' own (CUSTOM_OPS, extended with register_op): `{name: PolicyFile, path: ...}` is a
 OneOf over the sub-policies kept by a policy search (medals.augment.policy);
 `{name: RandomSquareCropResize, min_frac: null | float, p: 1.0}` is HPA1's random square crop resized to
-train.image_size (medals.augment.crop; build_transform fills in the size).
+train.image_size (medals.augment.crop; build_transform fills in the size);
+`{name: ElasticAffine, alpha_affine: <pixels>, p}` is albumentations 0.x's ElasticTransform affine
+(medals.augment.jitter).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from medals.augment.crop import RandomSquareCropResize, build_random_square_crop, fill_size
+from medals.augment.jitter import build_elastic_affine
 from medals.errors import MedalsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -234,6 +237,7 @@ def _policy_file(kwargs: dict[str, Any], where: str) -> A.BaseCompose:
 
 register_op("PolicyFile", _policy_file)
 register_op("RandomSquareCropResize", build_random_square_crop)
+register_op("ElasticAffine", build_elastic_affine)
 
 
 RUN_DIR = "{run_dir}"  # in a PolicyFile path: the recipe's run directory (where `search` writes)

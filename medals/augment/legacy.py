@@ -12,7 +12,8 @@
   map, i.e. the distortion is centred dx, dy pixels away. At the 0.4.6 default 0.05 the rounding gives
   0 every time, so the melanoma solution's OpticalDistortion never shifted.
 
-The GPU path (medals.augment.gpu.distortion) draws the same parameters; it applies the affine and the
+The three points and their affine are medals.augment.jitter's (HPA3's ElasticAffine, the same affine
+as an op of its own). The GPU path (medals.augment.gpu.distortion) draws the same parameters; it applies the affine and the
 elastic field as one coordinate map (one interpolation) instead of two warps.
 """
 
@@ -26,28 +27,13 @@ import numpy as np
 from albumentations.augmentations.geometric import functional as fgeometric
 from pydantic import Field
 
-
-def affine_points(height: int, width: int) -> np.ndarray:
-    """The three source points of the 0.4.6 random affine, [3, 2] float32 (x, y) rows."""
-    centre = np.array((height, width), dtype=np.float32) // 2
-    side = min(height, width) // 3
-    return np.array(
-        [centre + side, [centre[0] + side, centre[1] - side], centre - side],
-        dtype=np.float32,
-    )
-
-
-def affine_matrix(height: int, width: int, offsets: np.ndarray) -> np.ndarray:
-    """The forward 2x3 affine (source -> output pixels) moving affine_points by offsets [3, 2]."""
-    src = affine_points(height, width)
-    dst = src + np.asarray(offsets, dtype=np.float32).reshape(3, 2)
-    return cv2.getAffineTransform(src, dst)
+from medals.augment.jitter import jitter_matrix
 
 
 def draw_affine(height: int, width: int, alpha_affine: float, rng: np.random.Generator) -> np.ndarray:
-    """One random affine of magnitude alpha_affine: six offsets U(-a, a), then affine_matrix."""
+    """One random affine of magnitude alpha_affine: six offsets U(-a, a), then jitter_matrix."""
     offsets = rng.uniform(-alpha_affine, alpha_affine, size=(3, 2)).astype(np.float32)
-    return affine_matrix(height, width, offsets)
+    return jitter_matrix(height, width, offsets)
 
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, interpolation: int, border: int, fill) -> np.ndarray:

@@ -15,9 +15,18 @@ HPA3's op set (as its public code shows) is HPA3_OPS, with these albumentations 
 - RandomScale (followed by the resize to the training size, so close to a no-op there) -> an Affine zoom;
 - ShiftScaleRotate with only shift_limit -> Affine translate_percent;
 - ElasticTransform(alpha=1, sigma 30-70, alpha_affine 30-70): albumentations 2 dropped alpha_affine, which
-  carried nearly all of that op's effect, so `elastic` here is a real elastic field of a few pixels;
-- GridDistortion's num_steps (3-5 in HPA3) is fixed at 5; the magnitude sets distort_limit.
+  carried nearly all of that op's effect; a step drawn by the "hpa3" sampler is that affine
+  (medals.augment.jitter.ElasticAffine, alpha_affine in pixels), the "magnitude" sampler's `elastic` a
+  real elastic field of a few pixels;
+- GridDistortion: the "hpa3" sampler draws num_steps 3..5 as HPA3 did, the magnitude sets distort_limit.
 Borders are reflected (BORDER_REFLECT_101), the default of the albumentations version HPA3 used.
+
+Two samplers draw a step's settings. "hpa3" (the default) follows HPA3's sample_policy: integers
+uniform on their inclusive ranges (Blur/MotionBlur kernel limit 3..5, so P(5) = 1/3 and a limit of 4
+blurs with 3 like 3 did in albumentations 0.x; rotate limit 5..45; grid num_steps 3..5; elastic sigma and
+alpha_affine 30..70; gamma limits 70..90 and 110..130 independently), floats uniform on theirs. Settings a
+magnitude cannot hold ride in the step's `params`. "magnitude" draws the magnitude uniformly on the op's
+search range, medals' earlier sampler.
 EXTRA_OPS (shear, noise, sharpen) are not in HPA3's set; pass `ops=` to search over them too.
 """
 
@@ -33,10 +42,12 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
+from medals.augment.draws import elastic_draw, gamma_draw, grid_draw, integer, kernel_draw, uniform_draw
 from medals.errors import MedalsError
 from medals.files import write_json
 
 FORMAT = "medals.augment_policy/1"
+SAMPLERS = ("hpa3", "magnitude")
 PROBABILITIES = (0.0, 0.25, 0.5, 0.75)  # HPA3 drew each step's probability from these
 REFLECT = cv2.BORDER_REFLECT_101
 
@@ -55,6 +66,18 @@ class Op:
     args: Callable[[float], dict[str, Any]]
     search: tuple[float, float]  # magnitudes random_policy draws from (HPA3's parameter range)
     geometric: bool = False
+    # The "hpa3" sampler: rng -> (magnitude, params) as HPA3's sample_policy drew this op's settings.
+    draw: Callable[[np.random.Generator], tuple[float, dict[str, float]]] | None = None
+    # (magnitude, params) -> the whole spec without p, for a step that carries params.
+    with_params: Callable[[float, dict[str, float]], dict[str, Any]] | None = None
+
+
+def _elastic_affine(m: float, params: dict[str, float]) -> dict[str, Any]:
+    # sigma is kept in the file for the record: alpha 1 makes the elastic field negligible (module doc).
+    return {"name": "ElasticAffine", "alpha_affine": float(params["alpha_affine"]), "border_mode": REFLECT}
+
+
+PARAMS = {"gamma": ("low", "high"), "grid_distortion": ("num_steps",), "elastic": ("sigma", "alpha_affine")}
 
 
 _OP_LIST = (
@@ -64,23 +87,33 @@ _OP_LIST = (
         "RandomBrightnessContrast",
         lambda m: {"brightness_limit": 0.0, "contrast_limit": 0.3 * m},
         (1 / 3, 1.0),
+        draw=uniform_draw(0.1, 0.3, 0.3),
     ),
     Op(
         "brightness",
         "RandomBrightnessContrast",
         lambda m: {"brightness_limit": 0.3 * m, "contrast_limit": 0.0},
         (1 / 3, 1.0),
+        draw=uniform_draw(0.1, 0.3, 0.3),
     ),
-    Op("gamma", "RandomGamma", lambda m: {"gamma_limit": [100 - 30 * m, 100 + 30 * m]}, (1 / 3, 1.0)),
-    Op("blur", "Blur", lambda m: {"blur_limit": _blur_limit(m)}, (0.0, 1.0)),
-    Op("motion_blur", "MotionBlur", lambda m: {"blur_limit": _blur_limit(m)}, (0.0, 1.0)),
-    Op("invert", "InvertImg", lambda m: {}, (0.0, 0.0)),
+    Op(
+        "gamma",
+        "RandomGamma",
+        lambda m: {"gamma_limit": [100 - 30 * m, 100 + 30 * m]},
+        (1 / 3, 1.0),
+        draw=gamma_draw,
+        with_params=lambda m, q: {"name": "RandomGamma", "gamma_limit": [q["low"], q["high"]]},
+    ),
+    Op("blur", "Blur", lambda m: {"blur_limit": _blur_limit(m)}, (0.0, 1.0), draw=kernel_draw),
+    Op("motion_blur", "MotionBlur", lambda m: {"blur_limit": _blur_limit(m)}, (0.0, 1.0), draw=kernel_draw),
+    Op("invert", "InvertImg", lambda m: {}, (0.0, 0.0), draw=lambda rng: (0.0, {})),
     Op(
         "rotate",
         "Rotate",
         lambda m: {"limit": [-45 * m, 45 * m], "border_mode": REFLECT},
         (5 / 45, 1.0),
         geometric=True,
+        draw=lambda rng: (integer(rng, 5, 45) / 45, {}),
     ),
     Op(
         "translate",
@@ -88,6 +121,7 @@ _OP_LIST = (
         lambda m: {"translate_percent": [-0.12 * m, 0.12 * m], "border_mode": REFLECT},
         (0.25, 1.0),
         geometric=True,
+        draw=uniform_draw(0.03, 0.12, 0.12),
     ),
     Op(
         "scale",
@@ -95,6 +129,7 @@ _OP_LIST = (
         lambda m: {"scale": [1 - 0.2 * m, 1 + 0.2 * m], "keep_ratio": True, "border_mode": REFLECT},
         (0.25, 1.0),
         geometric=True,
+        draw=uniform_draw(0.05, 0.20, 0.2),
     ),
     Op(
         "grid_distortion",
@@ -102,6 +137,14 @@ _OP_LIST = (
         lambda m: {"num_steps": 5, "distort_limit": 0.5 * m, "border_mode": REFLECT},
         (0.2, 1.0),
         geometric=True,
+        draw=grid_draw,
+        with_params=lambda m, q: {
+            "name": "GridDistortion",
+            "num_steps": int(q["num_steps"]),
+            "distort_limit": 0.5 * m,
+            "border_mode": REFLECT,
+            "normalized": False,  # albumentations 0.x did not rescale the steps to stay inside the image
+        },
     ),
     Op(
         "elastic",
@@ -110,6 +153,8 @@ _OP_LIST = (
         lambda m: {"alpha": 500.0 * m, "sigma": 10.0, "border_mode": REFLECT},
         (3 / 7, 1.0),
         geometric=True,
+        draw=elastic_draw,
+        with_params=_elastic_affine,
     ),
     # ---- not in HPA3's set
     Op(
@@ -143,6 +188,8 @@ class Step(NamedTuple):
     op: str
     p: float
     magnitude: float
+    # Settings beyond the magnitude (PARAMS[op]) as sorted (name, value) pairs; () when there are none.
+    params: tuple[tuple[str, float], ...] = ()
 
 
 class SubPolicy(NamedTuple):
@@ -156,17 +203,24 @@ Policy = list[SubPolicy]
 def check_step(step: Step, where: str = "policy") -> Step:
     """The step as a Step of plain floats; MedalsError naming `where` when it is not a valid step."""
     try:
-        op, p, magnitude = step
+        op, p, magnitude, *rest = step
         p, magnitude = float(p), float(magnitude)
+        params = dict(rest[0]) if rest else {}
+        if len(rest) > 1:
+            raise ValueError
+        params = {str(key): float(value) for key, value in params.items()}
     except (TypeError, ValueError):
-        raise MedalsError(f"{where}: a step must be (op, p, magnitude), got {step!r}") from None
+        raise MedalsError(f"{where}: a step must be (op, p, magnitude[, params]), got {step!r}") from None
     if op not in OPS:
         raise MedalsError(f"{where}: unknown op {op!r} (known: {', '.join(OPS)})")
+    if params and set(params) != set(PARAMS.get(op, ())):
+        expected = ", ".join(PARAMS.get(op, ())) or "none"
+        raise MedalsError(f"{where}: op '{op}' has params {sorted(params)}, expected: {expected}")
     if not 0.0 <= p <= 1.0:
         raise MedalsError(f"{where}: op '{op}' has probability {p}, outside 0..1")
     if not 0.0 <= magnitude <= 1.0:
         raise MedalsError(f"{where}: op '{op}' has magnitude {magnitude}, outside 0..1")
-    return Step(op, p, magnitude)
+    return Step(op, p, magnitude, tuple(sorted(params.items())))
 
 
 def op_spec(op: str, p: float = 1.0, magnitude: float = 0.5) -> dict[str, Any]:
@@ -177,17 +231,26 @@ def op_spec(op: str, p: float = 1.0, magnitude: float = 0.5) -> dict[str, Any]:
 def _step_spec(step: Step) -> dict[str, Any]:
     """op_spec of a step check_step has already returned."""
     entry = OPS[step.op]
+    if step.params:
+        return {**entry.with_params(step.magnitude, dict(step.params)), "p": step.p}
     return {"name": entry.transform, **entry.args(step.magnitude), "p": step.p}
 
 
 def random_policy(
-    rng: np.random.Generator | int, n_subpolicies: int = 5, ops: Sequence[str] = HPA3_OPS
+    rng: np.random.Generator | int,
+    n_subpolicies: int = 5,
+    ops: Sequence[str] = HPA3_OPS,
+    sampler: str = "hpa3",
 ) -> Policy:
     """n_subpolicies sub-policies of two different ops each, as HPA3 drew them.
 
-    Each step's probability is one of PROBABILITIES and its magnitude uniform in the op's search range
-    (rounded to 3 decimals). The same generator state (or integer seed) gives the same policy.
+    Each step's probability is one of PROBABILITIES; its settings follow `sampler` (module doc): "hpa3"
+    HPA3's own draws (ops without one, EXTRA_OPS, as "magnitude"), "magnitude" a magnitude uniform in the
+    op's search range, rounded to 3 decimals. The same generator state (or integer seed) gives the same
+    policy.
     """
+    if sampler not in SAMPLERS:
+        raise MedalsError(f"unknown policy sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     names = list(ops)
     unknown = [name for name in names if name not in OPS]
@@ -201,8 +264,11 @@ def random_policy(
         for index in rng.choice(len(names), size=2, replace=False):
             op = OPS[names[int(index)]]
             p = float(PROBABILITIES[int(rng.integers(len(PROBABILITIES)))])
-            magnitude = round(float(rng.uniform(*op.search)), 3)
-            steps.append(Step(op.name, p, magnitude))
+            if sampler == "hpa3" and op.draw is not None:
+                magnitude, params = op.draw(rng)
+                steps.append(Step(op.name, p, magnitude, tuple(sorted(params.items()))))
+            else:
+                steps.append(Step(op.name, p, round(float(rng.uniform(*op.search)), 3)))
         policy.append(SubPolicy(*steps))
     return policy
 
@@ -233,9 +299,15 @@ def rank_key(item: tuple[int, float]) -> tuple[float, int]:
 # ---- policies file -----------------------------------------------------------------------------
 
 
+STEP_KEYS = {"op", "p", "magnitude", "params"}
+
+
 def _step_json(step: Step) -> dict[str, Any]:
     step = check_step(step)
-    return {"op": step.op, "p": step.p, "magnitude": step.magnitude}
+    out: dict[str, Any] = {"op": step.op, "p": step.p, "magnitude": step.magnitude}
+    if step.params:
+        out["params"] = dict(step.params)
+    return out
 
 
 def write_policies(path: str | Path, scored: Sequence[tuple[float, Policy]], keep: int | None = None) -> Path:
@@ -275,11 +347,15 @@ def read_policies(path: str | Path) -> list[tuple[float, Policy]]:
                 raise MedalsError(f"{where}, sub-policy {j}: expected a list of two steps")
             steps = []
             for step in sub:
-                if not isinstance(step, dict) or set(step) != {"op", "p", "magnitude"}:
-                    raise MedalsError(f"{where}, sub-policy {j}: a step needs exactly op, p and magnitude")
-                steps.append(
-                    check_step(Step(step["op"], step["p"], step["magnitude"]), f"{where}, sub-policy {j}")
-                )
+                if not isinstance(step, dict) or not {"op", "p", "magnitude"} <= set(step) <= STEP_KEYS:
+                    raise MedalsError(
+                        f"{where}, sub-policy {j}: a step needs exactly op, p and magnitude (and maybe params)"
+                    )
+                params = step.get("params", {})
+                if not isinstance(params, dict):
+                    raise MedalsError(f"{where}, sub-policy {j}: a step's params must be a mapping")
+                raw = Step(step["op"], step["p"], step["magnitude"], tuple(params.items()))
+                steps.append(check_step(raw, f"{where}, sub-policy {j}"))
             policy.append(SubPolicy(*steps))
         try:
             # write_json stores a NaN score as null.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from medals.config.base import RleFormat, Strict
 
@@ -43,6 +43,30 @@ class DuplicatesConfig(Strict):
     exact: bool = False  # HPA3: identical hashes instead
 
 
+class LabelCorrections(Strict):
+    """A table of corrected labels (medals.data.corrections), applied to the training rows after the
+    CSV or the adapter has read them: HPA1 corrects the external images' targets from the HPA XML
+    files (its s10_generate_correct_external_meta.py)."""
+
+    path: str  # CSV, relative to data.root
+    id_column: str = "Id"
+    label_column: str = "Target"
+    # Text replacements in the file's ids before matching (HPA's train_extra.csv: {"/": "_"})
+    id_replace: dict[str, str] = Field(default_factory=dict)
+    # Multilabel: classes whose presence the original labels keep (HPA1: 8, 9, 10, 20, 26)
+    keep_classes: list[int] = Field(default_factory=list)
+    rows: str | None = None  # pandas query: the training rows the file may correct (None: all)
+    # Where the corrected labels go: None = data.label_column (training uses them); a new column name =
+    # written there, data.label_column kept (e.g. for submit.neighbours.labels_column)
+    column: str | None = None
+    unknown_ids: Literal["error", "ignore"] = "error"  # file ids that are no correctable row
+
+
+# Data settings added after runs existed, with their defaults: left out of the dump (and so out of every
+# digest) at their default, so runs made before them keep their stamps.
+LATER_DATA_DEFAULTS: dict[str, Any] = {"label_corrections": None}
+
+
 class DataConfig(Strict):
     root: str = "."  # relative to the recipe file's folder
     train_csv: str = "train.csv"
@@ -71,6 +95,15 @@ class DataConfig(Strict):
     cache_size: int | None = None  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
+    label_corrections: LabelCorrections | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for key, default in LATER_DATA_DEFAULTS.items():
+            if key in out and out[key] == default:
+                del out[key]
+        return out
 
     @field_validator("classes", mode="before")
     @classmethod

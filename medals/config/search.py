@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -25,3 +25,6 @@ class PolicySearchConfig(Strict):
     # "train.image_size": 256} (HPA3 scored candidates with a ResNet18 at 256 px).
     overrides: dict[str, Any] = Field(default_factory=dict)
     file: str = "policies.json"
+    # How a candidate's op settings are drawn (medals.augment.policy): "hpa3" as HPA3's sample_policy
+    # (kernel limits 3..5, grid steps 3..5, the elastic affine, ...), "magnitude" uniform magnitudes.
+    sampler: Literal["hpa3", "magnitude"] = "hpa3"

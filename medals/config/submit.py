@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from medals.config.base import Strict
 
@@ -29,6 +29,18 @@ class NeighboursConfig(Strict):
     image_size: int | None = Field(None, ge=8)  # None: train.image_size
     batch_size: int | None = Field(None, ge=2)  # None: train.batch_size
     threshold: float = 0.65
+    # The table column whose labels a replaced prediction takes (space-separated label ids, e.g. the
+    # corrected external targets of data.label_corrections.column; listed in data.keep_columns).
+    # None: the training labels.
+    labels_column: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
+        # Left out at its default, so runs made before the key existed keep their digests.
+        out = handler(self)
+        if out.get("labels_column", "") is None:
+            del out["labels_column"]
+        return out
 
 
 class SubmitConfig(Strict):
@@ -40,6 +52,10 @@ class SubmitConfig(Strict):
     # multilabel: "oof" (best F1 per class on OOF), a number, or matched to a prevalence: the training
     # labels' rate on the test predictions (HPA1), or the hold-out's true rate on its predictions (HPA3)
     threshold: float | Literal["oof", "prevalence_train", "prevalence_holdout"] = "oof"
+    # Where a prevalence threshold may lie: "hpa3" the grid 0.05, 0.06, ..., 0.99 that HPA3's
+    # find_best_thres scans (lowest of equally near), "exact" anywhere between two scores. None: the
+    # rule's own seed: hpa3 for prevalence_holdout, exact for prevalence_train.
+    prevalence_grid: Literal["hpa3", "exact"] | None = None
     average_duplicates: bool = False  # near-duplicate test images get their group's mean prediction
     replace_leaks: bool = False  # a test image duplicating a labelled one takes its labels
     always_top1: bool = True

@@ -37,6 +37,9 @@ class SwaConfig(Strict):
 
     epochs: list[int] | None = None
     last: int | None = Field(None, ge=1)  # or: the last N epochs
+    # The images BatchNorm is recomputed on: "train" the training fold with its augmentation, "plain"
+    # the same rows without it (resize and normalisation only), as HPA3's swa.py does.
+    bn_data: Literal["train", "plain"] = "train"
 
     @model_validator(mode="after")
     def _one_of(self) -> SwaConfig:
@@ -45,13 +48,66 @@ class SwaConfig(Strict):
         return self
 
 
+class SamplerConfig(Strict):
+    """How the training rows are drawn each epoch (medals.data.sampling); unset: a plain shuffle.
+
+    Each class gets a weight and a row the largest weight among its labels (a row without labels: 1):
+    "class_balanced": (count of the most frequent class / count of the class) ** power;
+    "rare_classes": ``factor`` for the classes listed in ``classes`` or, without a list, for those on
+    fewer than a ``below`` share of the training rows, 1 for the others.
+    mode "weighted": ``num_samples`` draws (default: one per row) with replacement, P(row) ~ its weight;
+    "repeat": every row ``round(weight)`` times, shuffled (the epoch grows by the extra copies).
+    The draws come from the epoch's seed, so a resumed epoch repeats them and DDP ranks agree.
+    """
+
+    name: Literal["class_balanced", "rare_classes"]
+    mode: Literal["weighted", "repeat"] = "weighted"
+    power: float = Field(1.0, ge=0)
+    classes: list[int] | None = None
+    below: float | None = Field(None, gt=0, le=1)
+    factor: float = Field(2.0, ge=1)
+    num_samples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _rare_rule(self) -> SamplerConfig:
+        if self.name == "rare_classes" and (self.classes is None) == (self.below is None):
+            raise ValueError(
+                "sampler 'rare_classes' needs exactly one of classes (a list) or below (a share)"
+            )
+        if self.mode == "repeat" and self.num_samples is not None:
+            raise ValueError("sampler mode 'repeat' draws every row round(weight) times: drop num_samples")
+        return self
+
+
+class PhaseConfig(Strict):
+    """A stretch of epochs with its own frozen modules and lr (medals.train.phases).
+
+    A fresh optimizer (train.optimizer over the parameters left trainable) starts each phase; ``lr`` set:
+    a constant lr for the phase, else train.schedule at the global epoch.
+    """
+
+    epochs: int | None = Field(None, ge=1)  # None (the last phase only): the epochs left
+    freeze: Literal["backbone"] | None = None  # the timm backbone / the segmenter's encoder
+    lr: float | None = Field(None, gt=0)
+
+
 # Train settings that change nothing in what is trained: results stay valid when they change.
 NEUTRAL_TRAIN_KEYS = ("progress", "num_workers", "tensorboard")
 
 
 # Train settings added after runs existed, with their defaults: at its default such a key is left out of
 # the digests, so runs made before it existed keep their digests (and their trained folds).
-LATER_TRAIN_DEFAULTS: dict[str, Any] = {"sync_bn": False, "compile": False, "data_path": "auto"}
+LATER_TRAIN_DEFAULTS: dict[str, Any] = {
+    "sync_bn": False,
+    "compile": False,
+    "data_path": "auto",
+    "sampler": None,
+    "phases": None,
+}
+
+
+# train.swa keys added after runs existed, with their defaults (left out of the digests at the default).
+LATER_SWA_DEFAULTS: dict[str, Any] = {"bn_data": "train"}
 
 
 # Train settings whose default changed after runs existed: (new default, old default). The new default is
@@ -70,6 +126,8 @@ def digest_train(train: dict[str, Any], *drop: str) -> dict[str, Any]:
             continue
         if key in CHANGED_TRAIN_DEFAULTS and value == CHANGED_TRAIN_DEFAULTS[key][0]:
             value = CHANGED_TRAIN_DEFAULTS[key][1]
+        if key == "swa" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if LATER_SWA_DEFAULTS.get(k, object()) != v}
         out[key] = value
     return out
 
@@ -112,3 +170,25 @@ class TrainConfig(Strict):
     tensorboard: bool = False
     # Under torchrun (DDP): BatchNorm statistics over the global batch instead of each GPU's share.
     sync_bn: bool = False
+    # Rare-class up-sampling / class balancing of the training rows (SamplerConfig); None: plain shuffle.
+    sampler: SamplerConfig | None = None
+    # Freeze phases, e.g. [{epochs: 1, freeze: backbone, lr: 1e-3}, {}]: their epochs add up to
+    # train.epochs (the last may leave its count out: the rest); None: one phase, nothing frozen.
+    phases: list[PhaseConfig] | None = None
+
+    @model_validator(mode="after")
+    def _phases_cover_the_epochs(self) -> TrainConfig:
+        if self.phases is None:
+            return self
+        if not self.phases:
+            raise ValueError("train.phases is empty: give at least one phase, or leave the key out")
+        if any(p.epochs is None for p in self.phases[:-1]):
+            raise ValueError("train.phases: only the last phase may leave out epochs (it takes the rest)")
+        given = sum(p.epochs or 0 for p in self.phases)
+        last_open = self.phases[-1].epochs is None
+        if (last_open and given >= self.epochs) or (not last_open and given != self.epochs):
+            raise ValueError(
+                f"train.phases give {given} epochs but train.epochs is {self.epochs}: their epochs must "
+                f"add up to train.epochs (or leave the last phase's epochs out, with at least one left)"
+            )
+        return self

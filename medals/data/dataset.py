@@ -204,9 +204,14 @@ def _transform_of(dataset: Any) -> Any:
 
 def reseed_transform(dataset: Any, seed: int) -> None:
     """Seed the dataset's albumentations transform, looking through Subset-like wrappers."""
-    # Albumentations 2 keeps its own RNG inside Compose and ignores the global seeds.
+    # Albumentations 2 keeps its own RNG inside Compose and ignores the global seeds. Its
+    # set_random_seed gives every op a generator seeded alike, so ops with the same p decide alike
+    # (HorizontalFlip, VerticalFlip and Transpose at 0.5: all three or none); one stream shared by the
+    # whole tree keeps their draws independent, as albumentations 0.x's global random did.
     transform = _transform_of(dataset)
-    if hasattr(transform, "set_random_seed"):
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    elif hasattr(transform, "set_random_seed"):
         transform.set_random_seed(seed)
 
 
@@ -235,11 +240,13 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
     collate_fn: Any = None,
+    sampler: Any = None,
 ) -> DataLoader:
     """A DataLoader whose order and augmentations repeat for the same seed.
 
     Create it once per run and iterate it every epoch: with num_workers=0 the transform is seeded here
-    and its RNG then runs on across epochs.
+    and its RNG then runs on across epochs. ``sampler`` (e.g. medals.data.sampling.EpochSampler, seeded
+    by its owner) replaces the shuffle.
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -248,7 +255,8 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         generator=generator,

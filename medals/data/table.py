@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medals.config import DataConfig, Recipe
+from medals.data.corrections import apply_label_corrections
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, show_values
@@ -264,6 +265,7 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     root = recipe.data_root
 
     train, train_name, test, test_name = _source_frames(recipe)
+    train = apply_label_corrections(recipe, train, train_name)
     train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)

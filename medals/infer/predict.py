@@ -53,8 +53,12 @@ def predict_with_cls(
     channels_last: bool = False,
     prepare: Callable[[dict], dict] | None = None,
     mask_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    identity: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities for every dataset row, image-level probabilities [N] or None).
+
+    With identity=True a third item follows: the identity view's probabilities alone (the first TTA
+    view, computed anyway), so evaluate can say what the other views gained at no extra forward pass.
 
     Probabilities are [N, K] for classification, [N, H, W] for segmentation; the second item is the
     classification head's of a segmentation model, None otherwise. Row r of the result belongs to the
@@ -79,6 +83,7 @@ def predict_with_cls(
     loader = sharding.shard_rows(loader)
     out: np.ndarray | None = None
     cls_out: np.ndarray | None = None
+    plain: np.ndarray | None = None
     seen = np.zeros(total, dtype=bool)
     with torch.inference_mode():
         bring = prepare or (lambda batch: batch)
@@ -107,21 +112,31 @@ def predict_with_cls(
                     probs = invert_view(probs, view)
                 per_view.append(probs)
             probs = merge_views(per_view, merge)
-            if segment:
-                probs = probs[:, 0] if probs.ndim == 4 else probs
-            probs_np = probs.cpu().numpy().astype(np.float32, copy=False)
+            probs_np = _rows(probs, segment)
             index = np.asarray(batch["index"], dtype=np.int64).reshape(-1)
             if out is None:
                 out = np.zeros((total, *probs_np.shape[1:]), dtype=np.float32)
+                plain = np.zeros_like(out) if identity else None
             out[index] = probs_np
+            if plain is not None:
+                plain[index] = _rows(per_view[0], segment)
             seen[index] = True
             if cls_views:
                 if cls_out is None:
                     cls_out = np.zeros(total, dtype=np.float32)
                 cls_out[index] = merge_views(cls_views, merge).cpu().numpy()
 
+    if identity:
+        plain = sharding.gather_rows(plain, None, seen)[0]
     out, cls_out, seen = sharding.gather_rows(out, cls_out, seen)
     if out is None or not seen.all():
         # A loader with drop_last or a sampler over a subset would leave rows silently at zero.
         raise ValueError(f"predict saw {int(seen.sum())} of {total} dataset rows")
-    return out, cls_out
+    return (out, cls_out, plain) if identity else (out, cls_out)
+
+
+def _rows(probs: torch.Tensor, segment: bool) -> np.ndarray:
+    """A batch's probabilities on the host: [B, K], or [B, H, W] for a mask."""
+    if segment and probs.ndim == 4:
+        probs = probs[:, 0]
+    return probs.cpu().numpy().astype(np.float32, copy=False)

@@ -39,8 +39,10 @@ def predict_rows(
     device,
     with_target: bool,
     mask_size: int | None = None,
+    identity: bool = False,
 ):
-    """(probabilities, image-level probabilities of a classification head or None).
+    """(probabilities, image-level probabilities of a classification head or None); with identity=True
+    also the identity view's probabilities alone (None with crop TTA, whose crops have no such view).
 
     mask_size: segmentation logits upsampled to that side before the sigmoid (infer.mask_size; the
     predict stage passes it, evaluation scores at the model's own size).
@@ -67,6 +69,7 @@ def predict_rows(
             channels_last=runtime.channels_last,
             prepare=prepare,
             mask_size=mask_size,
+            identity=identity,
         )
 
     n_crops = recipe.infer.crop_seeds
@@ -75,6 +78,8 @@ def predict_rows(
             recipe, runtime, rows, num_classes, False, device, with_target=with_target
         )
         return run(eval_loader(recipe, dataset), prepare)
+    if identity:
+        return (*predict_rows(recipe, model, rows, num_classes, device, with_target), None)
     per_crop = [
         torch.from_numpy(run(make_crop_loader(recipe, rows, num_classes, with_target, seed))[0])
         for seed in range(n_crops)

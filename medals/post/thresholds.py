@@ -19,8 +19,10 @@ import pandas as pd
 
 from medals.errors import MedalsError
 
-# HPA3's threshold grid: 0.05, 0.06, ..., 0.99.
-HPA3_GRID = np.round(np.arange(0.05, 1.0, 0.01), 2)
+# HPA3's threshold grid, 0.05, 0.06, ..., 0.99 (95 values), as its find_best_thres builds it: an arange,
+# not rounded, so a probability sitting on a grid value compares as it did there (0.05 + 2 * 0.01 is
+# 0.07000000000000001, and a score of exactly 0.07 is not above it).
+HPA3_GRID = np.arange(0.05, 1.00, 0.01)
 
 
 def train_prevalence(multi_hot: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ def shard_batches(loader: DataLoader, rank: int | None = None, world: int | None
         world, rank = distributed.world_size(), distributed.rank()
     assert rank is not None
     assert loader.batch_size is not None and loader.batch_sampler is not None
-    check_global_batch(loader.batch_size, len(loader.dataset), loader.drop_last, world)  # type: ignore[arg-type]
+    # The rows an epoch draws: the dataset's, or a weighted sampler's (train.sampler).
+    check_global_batch(loader.batch_size, len(loader.sampler), loader.drop_last, world)  # type: ignore[arg-type]
     init_fn = loader.worker_init_fn
     if rank:
         seed = loader.generator.initial_seed() if loader.generator is not None else 0
@@ -268,9 +269,12 @@ def wrap_model(model: nn.Module, recipe: Any, device: torch.device) -> nn.Module
 
 
 def _has_unused_head(recipe: Any) -> bool:
-    """A cls or aux head no loss term reads gets no gradient, which DDP must be told to expect."""
+    """A cls or aux head no loss term reads gets no gradient, which DDP must be told to expect; so
+    does a backbone that a train.phases entry freezes."""
     outputs = {term.output for term in recipe.loss} if recipe.loss else {"main"}
     model = recipe.model
+    if any(phase.freeze for phase in getattr(recipe.train, "phases", None) or []):
+        return True
     return (model.cls_head and "cls" not in outputs) or (model.aux_head and "aux" not in outputs)
 
 

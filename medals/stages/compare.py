@@ -1,5 +1,6 @@
-"""compare: runs side by side, sorted by pooled CV: per-fold spread, time per stage, and the config keys
-that differ between them (everything else they share is left out)."""
+"""compare: runs side by side, sorted by pooled CV: each row is a run folder (its recipe's name beside it,
+so two runs of one recipe stay apart), the metric it is scored by, per-fold spread, wall time, training
+images/s, time per stage, and the config keys that differ between them (everything they share is left out)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,32 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
     }
 
 
+def scored_metric(config: dict) -> str:
+    """The metric a run is scored by: its task's main metric; a multiclass run that submits labels is
+    scored by accuracy, not by a class's AUC."""
+    if config.get("task") == "multiclass" and (config.get("submit") or {}).get("kind") == "label":
+        return "accuracy"
+    return MAIN_METRIC.get(config.get("task"), "auc")
+
+
+def _speed(folder: Path) -> dict[str, float]:
+    """Wall time (the stages' seconds added up) and the mean training images/s over folds and epochs."""
+    seconds = []
+    for stage in STAGES:
+        stamp_path = folder / "stages" / f"{stage}.json"
+        stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+        seconds.append(stamp.get("seconds", np.nan))
+    out = {"wall_s": float(np.nansum(seconds)) if not np.all(np.isnan(seconds)) else np.nan}
+    speeds = [
+        pd.read_csv(log)["images_per_s"].mean()
+        for log in sorted(folder.glob("fold*/log.csv"))
+        if "images_per_s" in pd.read_csv(log, nrows=0).columns
+    ]
+    out["images_per_s"] = float(np.mean(speeds)) if speeds else np.nan
+    out.update({f"{stage}_s": value for stage, value in zip(STAGES, seconds, strict=True)})
+    return out
+
+
 def compare_table(folders: list[Path]) -> pd.DataFrame:
     configs = [yaml.safe_load((f / "config.yaml").read_text()) for f in folders]
     flat = [_flat({k: v for k, v in c.items() if k not in ("run_dir", "source")}) for c in configs]
@@ -61,17 +88,18 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
     differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]
     rows = []
     for folder, config, values in zip(folders, configs, flat, strict=True):
-        metric = MAIN_METRIC.get(config.get("task"), "auc")
+        metric = scored_metric(config)
         report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
         folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
-        row: dict[str, Any] = {"run": config.get("name", folder.name), "metric": metric}
+        row: dict[str, Any] = {
+            "run": str(folder),
+            "recipe": config.get("name", folder.name),
+            "metric": metric,
+        }
         row["cv"] = report.get("pooled", {}).get(metric, np.nan)
         row["fold_mean"] = float(np.mean(folds)) if folds else np.nan
         row["fold_std"] = float(np.std(folds)) if folds else np.nan
-        for stage in STAGES:
-            stamp_path = folder / "stages" / f"{stage}.json"
-            stamp = read_json(stamp_path) if stamp_path.is_file() else {}
-            row[f"{stage}_s"] = stamp.get("seconds", np.nan)
+        row.update(_speed(folder))
         for key in differ:
             row[key] = values.get(key, "(unset)")
         rows.append(row)

@@ -47,6 +47,10 @@ def run_ensemble(
         masks = combine_arrays(_same_size([np.load(layout.test_masks) for layout in layouts]), weights)
         test = tests[0][["id"]].copy()
         write_npy(out_dir / "test_masks.npy", masks.astype(np.float16))
+        if gate is None and all("p_cls" in frame for frame in tests):
+            # The members' image-level probabilities, combined like their masks: the gate threshold
+            # then applies to the ensemble's p_cls, not to one member's.
+            test["p_cls"] = combine_arrays([frame["p_cls"].to_numpy() for frame in tests], weights)
         if gate is not None:
             test["p_cls"] = stacked_gate(gate[0], gate[1], test["id"])
             first = first.model_copy(
@@ -72,12 +76,37 @@ def run_ensemble(
             "gate": [recipe.name for recipe in gate[0]] if gate is not None else [],
         },
     )
-    oof = None
-    if first.task == "multilabel" and all(layout.oof.exists() for layout in layouts):
-        oofs = [pd.read_parquet(layout.oof).drop(columns="fold") for layout in layouts]
-        oof = combine(oofs, method=method, weights=weights)
+    oof = holdout = None
+    if first.task == "multilabel":
+        # Every threshold is fitted on the ensemble's own OOF and hold-out predictions (combined by the
+        # same method and weights as the test), never on the first member's.
+        oof = _combined(layouts, "oof", method, weights, drop=["fold"])
+        holdout = _combined(layouts, "holdout", method, weights)
+        if holdout is not None:
+            write_parquet(out_dir / "holdout.parquet", holdout)
+        if first.submit.threshold == "prevalence_holdout" and holdout is None:
+            lacking = [
+                r.name for r, layout in zip(recipes, layouts, strict=True) if not layout.holdout.exists()
+            ]
+            raise MedalsError(
+                f"submit.threshold is 'prevalence_holdout' but member(s) {', '.join(lacking)} have no "
+                "hold-out predictions (holdout.parquet): use split.method hpa3 and run `medals evaluate`"
+            )
     say(f"ensemble: {method} of {len(recipes)} models: {', '.join(r.name for r in recipes)}")
-    return write_recipe_submission(first, first_layout, test, masks, oof, out_dir / first.submit.file)
+    return write_recipe_submission(
+        first, first_layout, test, masks, oof, out_dir / first.submit.file, holdout=holdout
+    )
+
+
+def _combined(layouts: list[RunLayout], name: str, method: str, weights, drop=()) -> pd.DataFrame | None:
+    """The members' `name` prediction frames (oof, holdout) combined, or None unless every member has one."""
+    from medals.post.blend import combine
+
+    paths = [getattr(layout, name) for layout in layouts]
+    if not all(path.exists() for path in paths):
+        return None
+    frames = [pd.read_parquet(path).drop(columns=list(drop), errors="ignore") for path in paths]
+    return combine(frames, method=method, weights=weights)
 
 
 def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> np.ndarray:

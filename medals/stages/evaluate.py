@@ -37,11 +37,17 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
     holdout = rows[rows["fold"] == HOLDOUT].reset_index(drop=True)
     with_holdout = len(holdout) > 0 and recipe.task != "segmentation"
     frames, masks, truths, vals, per_fold, holdout_probs = [], [], [], [], {}, []
+    # With TTA, the identity view alone is scored too (report: the TTA gain); it costs no forward pass.
+    with_plain = recipe.infer.tta > 1 and recipe.infer.crop_seeds == 0
+    plains = []
     for fold in fold_ids(recipe):
         val = rows[rows["fold"] == fold].reset_index(drop=True)
         # Each fold's model is loaded once: its OOF rows and, if any, the hold-out rows none saw.
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
-        probs, cls_probs = predict_rows(recipe, model, val, num_classes, device, with_target=True)
+        probs, cls_probs, *plain = predict_rows(
+            recipe, model, val, num_classes, device, with_target=True, identity=with_plain
+        )
+        plains += plain
         if with_holdout:
             holdout_probs.append(
                 predict_rows(recipe, model, holdout, num_classes, device, with_target=True)[0]
@@ -63,11 +69,17 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         recipe, pd.concat(vals, ignore_index=True), np.concatenate(truths), oof, masks, num_classes, positive
     )
     say(f"evaluate: pooled OOF ({len(oof)} images, tta {recipe.infer.tta}): {_fmt(pooled)}")
+    plain_pooled = None
+    if with_plain:
+        plain_pooled = _plain_pooled(recipe, vals, truths, oof, plains, num_classes, positive)
+        say(f"evaluate: pooled OOF without TTA (identity view): {_fmt(plain_pooled)}")
     if is_main():
         write_parquet(layout.oof, oof)
         if masks:
             write_npy(layout.oof_masks, np.concatenate(masks))
     report = {"folds": {str(k): v for k, v in per_fold.items()}, "pooled": pooled}
+    if plain_pooled is not None:
+        report["pooled_no_tta"] = plain_pooled
     if with_holdout:
         report["holdout"] = _score_holdout(recipe, layout, holdout, holdout_probs, num_classes, positive)
     if is_main():
@@ -105,6 +117,18 @@ def _pooled_metrics(recipe, rows, truth, oof, masks, num_classes, positive) -> d
         probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
     cls_probs = oof["p_cls"].to_numpy() if "p_cls" in oof else None
     return score_pooled(recipe, rows, truth, probs, oof["fold"].to_numpy(), positive, cls_probs)
+
+
+def _plain_pooled(recipe, vals, truths, oof, plains, num_classes, positive) -> dict:
+    """Pooled OOF metrics of the identity view's predictions (same rows and order as the TTA ones)."""
+    plain = oof.copy()
+    masks = []
+    if recipe.task == "segmentation":
+        masks = [p.astype(np.float16) for p in plains]
+    else:
+        plain[[f"p_{k}" for k in range(num_classes)]] = np.concatenate(plains)
+    rows = pd.concat(vals, ignore_index=True)
+    return _pooled_metrics(recipe, rows, np.concatenate(truths), plain, masks, num_classes, positive)
 
 
 def _fmt(metrics: dict) -> str:

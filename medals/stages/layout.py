@@ -24,6 +24,11 @@ class RunLayout:
         return self.root / "labels.json"
 
     @property
+    def data_summary(self) -> Path:
+        """What prepare read: the training CSV's rows before and after data.query (the report shows it)."""
+        return self.root / "data_summary.json"
+
+    @property
     def channel_stats(self) -> Path:
         """Per-channel mean/std of the training images (train.normalize: dataset), written by prepare."""
         return self.root / "channel_stats.json"

@@ -7,9 +7,12 @@ cosine similarity above ``threshold`` takes that row's labels instead of its pre
 
 Everything expensive is cached under ``<run>/neighbours/``: ``arcface.pt`` (the trained weights, with
 the digest of what they were trained from) and the reference and test embeddings (``.npy`` files named
-by that digest and the test ids). The digest covers the neighbours settings (all but ``threshold``,
-which only acts afterwards), the image pipeline settings they use and the bytes of table.parquet, so a
-re-run with the same inputs trains nothing and a changed input retrains.
+by that digest and the test ids). The digest covers the neighbours settings (all but ``threshold``
+and ``labels_column``, which only act afterwards), the image pipeline settings they use and the bytes
+of table.parquet, so a re-run with the same inputs trains nothing and a changed input retrains.
+
+``labels_column``: the labels a replaced prediction takes come from this table column instead of the
+training labels (HPA1: the external images' corrected targets, data.label_corrections.column).
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ def neighbours_digest(recipe: Recipe, layout: RunLayout) -> str:
     """Digest of what the trained embedding depends on: settings (not the threshold) and the table."""
     cfg = _settings(recipe)
     # Without a weights file the settings digest as they did before the key existed.
+    # threshold and labels_column act after the embedding: changing them retrains nothing.
     settings = cfg.model_dump(
-        mode="json", exclude={"threshold"} | ({"weights"} if cfg.weights is None else set())
+        mode="json",
+        exclude={"threshold", "labels_column"} | ({"weights"} if cfg.weights is None else set()),
     )
     if cfg.weights is not None:
         from medals.models.factory import weights_file
@@ -224,9 +229,13 @@ def apply_neighbours(
         raise MedalsError(
             f"submit.neighbours.reference_query {cfg.reference_query!r} selects no training rows"
         )
-    if "labels" not in reference.columns:
-        raise MedalsError("neighbours: the table has no 'labels' column (a multilabel task is needed)")
-    reference_labels = _multi_hot(reference, decisions.shape[1]).astype(bool)
+    column = cfg.labels_column or "labels"
+    if column not in reference.columns:
+        raise MedalsError(
+            f"neighbours: the table has no {column!r} column (a multilabel task is needed"
+            + (", and submit.neighbours.labels_column in data.keep_columns)" if cfg.labels_column else ")")
+        )
+    reference_labels = _multi_hot(reference.assign(labels=reference[column]), decisions.shape[1]).astype(bool)
 
     digest = neighbours_digest(recipe, layout)
     # The weights are checked (and retrained when stale) first; embeddings are named by the same digest.

@@ -56,6 +56,9 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
         if recipe.policy_search is None:
             return hashlib.sha256(b"no policy search").hexdigest()[:16]
         payload["train"] = digest_train(payload["train"], "augment", "epochs", "swa", "folds")
+        from medals.stages.search import base_augment
+
+        payload["search_base"] = base_augment(recipe)  # what every candidate trains with first
     elif "train" in payload:
         # Progress bars and loader workers change nothing in the results.
         payload["train"] = digest_train(payload["train"])

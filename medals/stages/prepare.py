@@ -46,6 +46,20 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
             + " ".join(f"{v:.4f}" for v in std)
         )
     write_json(layout.labels, {"classes": classes, "num_classes": num_classes})
+    write_json(layout.data_summary, _data_summary(recipe, table))
     write_parquet(layout.table, table)
     counts = table["split"].value_counts().to_dict()
     say(f"prepare: {counts.get('train', 0)} train and {counts.get('test', 0)} test images -> {layout.table}")
+
+
+def _data_summary(recipe: Recipe, table) -> dict:
+    """The training CSV's rows and the ones data.query kept (the report's "rows dropped"), and the
+    training rows of the prepared table (external data included)."""
+    summary = {"query": recipe.data.query, "train_images": int((table["split"] == "train").sum())}
+    if recipe.data.query:
+        from medals.data.csv import read_csv
+
+        frame = read_csv(recipe.data_root / recipe.data.train_csv)
+        summary["csv_rows"] = len(frame)
+        summary["rows_after_query"] = len(frame.query(recipe.data.query))  # build_table checked it applies
+    return summary

@@ -90,6 +90,7 @@ def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
         device=device,
         num_classes=labels["num_classes"],
         positive=positive_index(candidate, labels["classes"]),
+        base_augment=base_augment(recipe),
     )
     seed = recipe.seed if cfg.seed is None else cfg.seed
     say(
@@ -106,6 +107,7 @@ def run_search(recipe: Recipe, layout: RunLayout, device) -> None:
         cfg.keep,
         seed,
         path=work / "policies.partial.json",
+        sampler=cfg.sampler,
     )
     write_policies(out, kept)
     for rank, (score, policy) in enumerate(kept, 1):
@@ -127,6 +129,7 @@ def search_policies(
     *,
     ops: Sequence[str] = HPA3_OPS,
     path: str | Path | None = None,
+    sampler: str = "hpa3",
 ) -> list[tuple[float, Policy]]:
     """Score n_candidates random policies; the best `keep` as (score, policy), best first.
 
@@ -140,7 +143,7 @@ def search_policies(
     scores: list[float] = []
     kept: list[tuple[float, Policy]] = []
     for i in range(n_candidates):
-        policy = random_policy(rng, n_subpolicies, ops)
+        policy = random_policy(rng, n_subpolicies, ops, sampler)
         score = float(score_fn(policy))
         policies.append(policy)
         scores.append(score)
@@ -157,6 +160,15 @@ DIHEDRAL = [
     {"name": "VerticalFlip", "p": 0.5},
     {"name": "Transpose", "p": 0.5},
 ]
+
+
+def base_augment(recipe: Recipe) -> list[dict[str, Any]]:
+    """What the candidates train with before their policy: the recipe's train.augment without its
+    PolicyFile ops (HPA3: its own dihedral base, as the seed's search shared policy_transform's), or
+    the dihedral flips when the recipe gives no list."""
+    if recipe.train.augment is None:
+        return DIHEDRAL
+    return [op for op in recipe.train.augment if op.get("name") != "PolicyFile"]
 
 
 def default_score_fn(

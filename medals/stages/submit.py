@@ -68,7 +68,10 @@ def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
     test = pd.read_parquet(require(layout.test_predictions, "predict"))
     masks = np.load(layout.test_masks) if recipe.task == "segmentation" else None
     oof = pd.read_parquet(layout.oof) if layout.oof.exists() else None
-    return write_recipe_submission(recipe, layout, test, masks, oof, layout.in_run(recipe.submit.file))
+    holdout = pd.read_parquet(layout.holdout) if layout.holdout.exists() else None
+    return write_recipe_submission(
+        recipe, layout, test, masks, oof, layout.in_run(recipe.submit.file), holdout=holdout
+    )
 
 
 def write_recipe_submission(
@@ -78,7 +81,11 @@ def write_recipe_submission(
     masks: np.ndarray | None,
     oof: pd.DataFrame | None,
     out_path: Path,
+    holdout: pd.DataFrame | None = None,
 ) -> Path:
+    """The submission of `test` (and `masks`); every post-processing input that comes from predictions
+    (OOF thresholds, the hold-out's prevalence thresholds) is taken from `oof` and `holdout` as given,
+    so an ensemble passes its combined frames; `layout` supplies only the table, labels and leaks."""
     from medals.post.submission import read_sample, write_submission
 
     if recipe.data.sample_submission is None:
@@ -94,7 +101,7 @@ def write_recipe_submission(
     elif kind == "label":
         sub = _label(test, labels, columns)
     elif kind == "multilabel":
-        sub = _multilabel(recipe, layout, rows, test, oof, labels, columns)
+        sub = _multilabel(recipe, layout, rows, test, oof, holdout, labels, columns)
     else:
         sub = _rle(recipe, rows, test, masks, columns)
     write_submission(sub, sample_path, out_path)
@@ -151,7 +158,7 @@ def _label(test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame
     return label_submission(test["id"], names, columns)
 
 
-def _multilabel(recipe, layout, rows, test, oof, labels, columns) -> pd.DataFrame:
+def _multilabel(recipe, layout, rows, test, oof, holdout, labels, columns) -> pd.DataFrame:
     from medals.post.decisions import multilabel_decisions
     from medals.post.submission import multilabel_submission
 
@@ -160,7 +167,7 @@ def _multilabel(recipe, layout, rows, test, oof, labels, columns) -> pd.DataFram
     probs = test[cols].to_numpy()
     if recipe.submit.average_duplicates:
         probs = _average_test_duplicates(rows, test["id"], probs)
-    thresholds = _thresholds(recipe, layout, rows, oof, probs, num_classes)
+    thresholds = _thresholds(recipe, rows, oof, holdout, probs, num_classes)
     say("submit: per-class thresholds " + " ".join(f"{t:.2f}" for t in thresholds))
     decisions = multilabel_decisions(probs, thresholds, recipe.submit.always_top1)
     if recipe.submit.neighbours is not None:
@@ -173,12 +180,14 @@ def _multilabel(recipe, layout, rows, test, oof, labels, columns) -> pd.DataFram
     return multilabel_submission(test["id"], decisions, columns)
 
 
-def _thresholds(recipe, layout, rows, oof, test_probs, num_classes) -> np.ndarray:
+def _thresholds(recipe, rows, oof, holdout, test_probs, num_classes) -> np.ndarray:
     """Per-class thresholds: best F1 on OOF, a fixed number, or matched to a prevalence (HPA)."""
     from medals.post.metrics import search_thresholds
-    from medals.post.thresholds import prevalence_thresholds, train_prevalence
+    from medals.post.thresholds import HPA3_GRID, prevalence_thresholds, train_prevalence
 
     rule = recipe.submit.threshold
+    grid_name = recipe.submit.prevalence_grid or ("hpa3" if rule == "prevalence_holdout" else "exact")
+    grid = HPA3_GRID if grid_name == "hpa3" else None
     cols = [f"p_{k}" for k in range(num_classes)]
     if not isinstance(rule, str):
         return np.full(num_classes, float(rule))
@@ -192,17 +201,16 @@ def _thresholds(recipe, layout, rows, oof, test_probs, num_classes) -> np.ndarra
     if rule == "prevalence_train":
         # HPA1: the test's predicted-positive rate of each class matches the training labels' rate.
         rates = train_prevalence(class_truth(recipe, rows.train, num_classes))
-        return prevalence_thresholds(test_probs, rates)
+        return prevalence_thresholds(test_probs, rates, grid=grid)
     # prevalence_holdout (HPA3): thresholds at which the hold-out's predicted rate matches its true rate.
-    if not layout.holdout.exists():
+    if holdout is None:
         raise MedalsError(
             "submit.threshold is 'prevalence_holdout' but there are no hold-out predictions: "
             "use split.method hpa3 and run `medals evaluate`"
         )
-    holdout = pd.read_parquet(layout.holdout)
     held = rows.train.set_index("id").loc[holdout["id"]].reset_index()
     rates = train_prevalence(class_truth(recipe, held, num_classes))
-    return prevalence_thresholds(holdout[cols].to_numpy(), rates)
+    return prevalence_thresholds(holdout[cols].to_numpy(), rates, grid=grid)
 
 
 def _average_test_duplicates(rows: TableRows, ids: pd.Series, probs: np.ndarray) -> np.ndarray:

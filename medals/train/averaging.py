@@ -1,8 +1,10 @@
 """Stochastic weight averaging: the equal mean of chosen epochs' weights, then fresh BatchNorm statistics.
 
 Averaged weights do not match the running statistics any single epoch collected, so BatchNorm means
-and variances are recomputed with one pass over the training fold (with its training augmentation,
-as the pneumothorax and protein-atlas solutions did) in train mode, without gradients.
+and variances are recomputed with one pass over the training fold in train mode, without gradients:
+with its training augmentation (train.swa.bn_data "train"), or without it ("plain", HPA3's swa.py).
+Each batch counts by its number of images (HPA3's bn_update: momentum b / (n + b)), so the statistics
+are the cumulative average over images, whatever the batch sizes.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def has_batchnorm(model: nn.Module) -> bool:
 def recompute_batchnorm(model: nn.Module, loader, device: torch.device, channels_last: bool = False) -> int:
     """Reset every BatchNorm's running statistics and re-estimate them over ``loader``; returns images seen.
 
-    momentum=None makes each layer keep a cumulative (equal-weight) average over all batches.
+    Before a batch of b images, after n images, each layer's momentum is b / (n + b): its running mean
+    and variance end as the average of the batches' statistics weighted by their image counts.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -55,16 +58,18 @@ def recompute_batchnorm(model: nn.Module, loader, device: torch.device, channels
     for norm in norms:
         norm.reset_running_stats()
         momenta[norm] = norm.momentum
-        norm.momentum = None
     was_training = model.training
     model.train()
     seen = 0
     for batch in loader:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         image = batch["image"].to(device, memory_format=layout)
+        size = image.shape[0]
+        for norm in norms:
+            norm.momentum = size / (seen + size)
         meta = batch.get("meta")
         model(image, meta.to(device) if meta is not None else None)
-        seen += image.shape[0]
+        seen += size
     for norm, momentum in momenta.items():
         norm.momentum = momentum
     model.train(was_training)

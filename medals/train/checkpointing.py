@@ -11,8 +11,10 @@ from torch import nn
 from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.files import write_csv
+from medals.infer.batches import batch_source
 from medals.runtime import distributed, sharding
 from medals.runtime.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
+from medals.train.phases import before_restore
 from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.validation import validate
 
@@ -31,6 +33,7 @@ def resume(run: Run) -> int:
         return 0
     payload = load_checkpoint(path)
     check_hash(payload, run.config_hash, path)
+    before_restore(run, int(payload["epoch"]))  # train.phases: the saved phase's optimizer
     restore_training_state(payload, run.model, run.optimizer, run.scaler)
     run.best = {name: dict(entry) for name, entry in payload.get("best", {}).items()}
     run.log = [dict(row) for row in payload.get("log", [])]
@@ -50,9 +53,10 @@ def average_weights(run: Run) -> None:
     averaged.load_state_dict(average_checkpoints(paths))
     averaged.to(run.device)
     seed = epoch_seed(run, run.recipe.train.epochs)
-    loader = fold_loader(run.recipe, run.train_set, shuffle=True, seed=seed)
+    dataset, prepare = bn_source(run)
+    loader = fold_loader(run.recipe, dataset, shuffle=True, seed=seed)
     generator = device_generator(seed)
-    batches = (run.prepare_train(batch, generator) for batch in loader)
+    batches = (prepare(batch, generator) for batch in loader)
     recompute_batchnorm(averaged, batches, run.device, run.runtime.channels_last)
     sharding.average_buffers(averaged)  # each rank measured its share of the batches
     model, run.model = run.model, averaged
@@ -65,6 +69,15 @@ def average_weights(run: Run) -> None:
     shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
     if distributed.is_main():
         print(f"fold {run.fold} swa of epochs {epochs}: {shown}", flush=True)
+
+
+def bn_source(run: Run):
+    """(dataset, prepare) of the BatchNorm pass: the training fold as trained, or (train.swa.bn_data
+    "plain") the same rows through the validation pipeline, without augmentation."""
+    if run.recipe.train.swa.bn_data == "train":
+        return run.train_set, run.prepare_train
+    num_classes = run.info["num_classes"]
+    return batch_source(run.recipe, run.runtime, run.train_rows, num_classes, False, run.device)
 
 
 def drop_resume_files(fold_dir: Path, recipe: Recipe) -> None:

@@ -11,6 +11,7 @@ from medals.data.prefetch import prefetched
 from medals.errors import MedalsError
 from medals.runtime import distributed, sharding
 from medals.train.checkpointing import SPEED_COLUMNS, save_checkpoint, save_improved, save_weights, write_log
+from medals.train.phases import enter_epoch
 from medals.train.setup import Run, device_generator, epoch_seed, fold_loader
 from medals.train.step import maybe_kill, optimizer_step, set_lr
 from medals.train.validation import validate
@@ -18,6 +19,7 @@ from medals.train.validation import validate
 
 def run_epoch(run: Run, epoch: int) -> None:
     started = time.perf_counter()
+    enter_epoch(run, epoch)  # train.phases: a new phase freezes and gets its optimizer here
     lr, train_loss, images_per_s, data_wait = train_epoch(run, epoch)
     val_loss, metrics = validate(run)
     row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, **metrics}
@@ -66,7 +68,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float, float]:
     # A fresh loader per epoch seeded by (seed, fold, epoch): make_loader seeds the shuffling and the
     # augmentation RNGs (in the main process and in each worker) from it.
     seed = epoch_seed(run, epoch)
-    loader = fold_loader(run.recipe, run.train_set, shuffle=True, seed=seed)
+    loader = fold_loader(run.recipe, run.train_set, shuffle=True, seed=seed, weights=run.sample_weights)
     generator = device_generator(seed)
     n_batches, accumulate = len(loader), cfg.accumulate
     run.model.train()

@@ -39,6 +39,7 @@ from medals.train.checkpointing import (
     save_checkpoint,
 )
 from medals.train.epoch import run_epoch
+from medals.train.phases import start_phases
 from medals.train.setup import build_run, open_tensorboard
 
 
@@ -71,6 +72,7 @@ def train_fold(
 
     _seed_everything(recipe.seed + fold, recipe.train.deterministic)
     run = build_run(recipe, train_rows, val_rows, fold, fold_dir, device, num_classes, positive, config_hash)
+    start_phases(run)
     open_tensorboard(run)
     start = resume(run)
     for epoch in range(start, recipe.train.epochs):
@@ -142,7 +144,8 @@ def check_training_setup(
     train_rows, val_rows = _split(table, fold)
     device = distributed.device_for_rank(device)
     # fold_dir and config_hash only matter once training writes; nothing is written here.
-    build_run(recipe, train_rows, val_rows, fold, Path(os.devnull), device, num_classes, positive, "")
+    run = build_run(recipe, train_rows, val_rows, fold, Path(os.devnull), device, num_classes, positive, "")
+    start_phases(run)  # a phase that freezes a backbone the model lacks stops here
 
 
 def _split(table: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:

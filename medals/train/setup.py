@@ -56,6 +56,10 @@ class Run:
     best: dict[str, dict[str, float]] = field(default_factory=dict)
     tensorboard: Any = None  # a SummaryWriter on rank 0 with train.tensorboard, else None
     log: list[dict[str, float]] = field(default_factory=list)
+    # train.sampler's weight of each training row (medals.data.sampling), None: a plain shuffle.
+    sample_weights: Any = None
+    phase: int | None = None  # index of the train.phases entry the optimizer was built for
+    train_rows: pd.DataFrame | None = None  # the fold's training rows (train.swa.bn_data "plain")
 
 
 def _resolve_num_classes(recipe: Recipe, num_classes: int | None) -> int:
@@ -82,6 +86,7 @@ def build_run(
     config_hash: str,
 ) -> Run:
     from medals.data.dataset import meta_columns
+    from medals.data.sampling import sampling_weights
     from medals.models.factory import create_model
     from medals.train.losses import build_loss
 
@@ -97,8 +102,9 @@ def build_run(
     model = sharding.wrap_model(model, recipe, device)
     train_set, prepare_train = batch_source(recipe, runtime, train_rows, num_classes, True, device)
     val_set, prepare_val = batch_source(recipe, runtime, val_rows, num_classes, False, device)
+    weights = sampling_weights(train_rows, recipe.task, num_classes, cfg.sampler)
     # Building a loader starts no workers; it only tells how many batches an epoch has.
-    batches = len(fold_loader(recipe, train_set, shuffle=True, seed=recipe.seed))
+    batches = len(fold_loader(recipe, train_set, shuffle=True, seed=recipe.seed, weights=weights))
     steps_per_epoch = math.ceil(batches / cfg.accumulate)
     info = {
         "task": recipe.task,
@@ -134,17 +140,27 @@ def build_run(
         config_hash=config_hash,
         info=info,
         kill_at=int(kill_at) if kill_at else None,
+        sample_weights=weights,
+        train_rows=train_rows,
     )
 
 
-def fold_loader(recipe: Recipe, dataset, shuffle: bool, seed: int):
+def fold_loader(recipe: Recipe, dataset, shuffle: bool, seed: int, weights=None):
+    """The fold's loader; ``weights`` (train.sampler's row weights) draw the epoch's rows by weight."""
     from medals.data.dataset import make_loader
+    from medals.data.sampling import EpochSampler
 
     cfg = recipe.train
+    sampler = None
+    if shuffle and weights is not None and cfg.sampler is not None:
+        sampler = EpochSampler(weights, cfg.sampler.mode, seed, cfg.sampler.num_samples)
+    rows = len(sampler) if sampler is not None else len(dataset)
     # Training drops the ragged last batch (a batch of 1 breaks BatchNorm) unless it is the only one.
-    drop_last = shuffle and len(dataset) > cfg.batch_size
+    drop_last = shuffle and rows > cfg.batch_size
     collate = getattr(dataset, "collate_fn", None)
-    loader = make_loader(dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last, collate)
+    loader = make_loader(
+        dataset, cfg.batch_size, shuffle, cfg.num_workers, seed, drop_last, collate, sampler=sampler
+    )
     # Under DDP: this rank's slice of every global batch, or its chunk of the validation rows.
     return sharding.shard_batches(loader) if shuffle else sharding.shard_rows(loader)
 

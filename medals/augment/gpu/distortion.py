@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from medals.augment.elastic import coarse_factor, expected_max_abs_normal
 from medals.augment.gpu.sampling import to_device, uniform
 from medals.augment.gpu.warp import COORD, Warp, border_kind, interp_mode
-from medals.augment.legacy import affine_matrix
+from medals.augment.jitter import jitter_matrix
 
 
 class _Remap(Warp):
@@ -228,6 +228,6 @@ def inverse_affines(h: int, w: int, offsets: np.ndarray) -> torch.Tensor:
     """Output -> source matrices [n, 3, 3] (float64) of the 0.4.6 random affines for offsets [n, 3, 2]."""
     out = []
     for moved in offsets:
-        forward = np.vstack([affine_matrix(h, w, moved), [0.0, 0.0, 1.0]])
+        forward = np.vstack([jitter_matrix(h, w, moved), [0.0, 0.0, 1.0]])
         out.append(np.linalg.inv(forward))
     return torch.from_numpy(np.stack(out))

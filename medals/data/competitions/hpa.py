@@ -25,7 +25,15 @@ assumption: the 1st-place solution's external-image conversion script is not in 
 we could read, and the red plane of the yellow JPEG carries the full yellow stain.
 
 ``label_corrections``: a CSV (Id, Target) whose rows replace the labels of those ids (Kaggle or
-external), e.g. the corrected external targets the 1st place built from the HPA XML files.
+external) as they are; ``data.label_corrections`` (medals.data.corrections) is the general form, with
+the 1st place's rules for its XML-corrected external targets.
+
+``antibody`` (external rows): the HPA antibody of each external image, the identity class of HPA1's
+ArcFace model (its s4_generate_meta.py / s9_generate_antibody_split.py). An ``antibody`` column of the
+external CSV is kept as it is; without one it is the Id's first "_"-separated field (HPAv18 ids are
+``{antibody}_{plate}_{well}_{field}``, e.g. 10580_1610_C1_1 -> 10580; an Id without "_" gets none).
+Kaggle rows get none, so the metric learning skips them. List ``antibody`` in data.keep_columns to carry
+it into the table.
 """
 
 from __future__ import annotations
@@ -89,6 +97,17 @@ def _apply_corrections(train: pd.DataFrame, path: Path) -> pd.DataFrame:
     return train
 
 
+def _with_antibody(ext: pd.DataFrame) -> pd.DataFrame:
+    """The external rows with an ``antibody`` column: the CSV's own, else the Id's first field."""
+    if "antibody" in ext.columns:
+        return ext
+    ids = ext["Id"].astype(str).str.strip()
+    antibody = ids.str.split("_", n=1).str[0]
+    # An Id without a "{antibody}_" prefix names no antibody (left empty, as a Kaggle row's).
+    antibody = antibody.where(ids.str.contains("_", regex=False) & (antibody != ""))
+    return ext.assign(antibody=antibody)
+
+
 def _check_name(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.strip() or "|" in value or "#" in value:
         raise MedalsError(
@@ -126,7 +145,7 @@ def hpa_frames(
             selectors = {}
         else:
             selectors = {**OWN_PLANE, "yellow": "#" + yellow.split(":")[1]}
-        ext = _read(root / external_csv, ["Id", "Target"])
+        ext = _with_antibody(_read(root / external_csv, ["Id", "Target"]))
         frames.append(_frame(ext, root, external_dir, external_ext, 1, selectors))
     train = pd.concat(frames, ignore_index=True)
     if label_corrections is not None:
