@@ -37,15 +37,15 @@ def test_weights_are_normalised():
 def test_rank_uses_percentile_ranks_within_each_frame():
     ids = ["a", "b", "c", "d"]
     # Model 1 is confident, model 2 is on another scale; ranks put them on one footing.
-    m1 = frame(ids, [0.01, 0.02, 0.03, 0.99])  # ranks 0, 1/3, 2/3, 1
-    m2 = frame(ids, [0.60, 0.50, 0.70, 0.65])  # ranks 1/3, 0, 1, 2/3
+    m1 = frame(ids, [0.01, 0.02, 0.03, 0.99])  # percentile ranks r / n: 1/4, 2/4, 3/4, 1
+    m2 = frame(ids, [0.60, 0.50, 0.70, 0.65])  # 2/4, 1/4, 1, 3/4
     out = combine([m1, m2], method="rank")
-    assert out["p_0"].tolist() == pytest.approx([1 / 6, 1 / 6, 5 / 6, 5 / 6])
+    assert out["p_0"].tolist() == pytest.approx([3 / 8, 3 / 8, 7 / 8, 7 / 8])
     mean = combine([m1, m2], method="mean")
     # The plain mean lets model 1's 0.99 dominate: "d" ranks first there but ties with "c" by rank.
     assert mean["p_0"].idxmax() == 3
     weighted = combine([m1, m2], method="rank", weights=[1, 3])
-    assert weighted["p_0"].tolist() == pytest.approx([0.25, 0.25 / 3, 2 / 12 + 0.75, 0.25 + 0.5])
+    assert weighted["p_0"].tolist() == pytest.approx([0.4375, 0.3125, 0.9375, 0.8125])
 
 
 def test_extra_columns_come_from_the_first_frame():

@@ -220,8 +220,9 @@ def test_augmentation_pipeline_is_the_solutions_list():
     assert noise.std_range == pytest.approx((math.sqrt(5) / 255, math.sqrt(30) / 255), rel=1e-6)
     assert noise.mean_range == (0, 0) and noise.per_channel
 
-    # ElasticTransform is built as medals' CoarseElasticTransform (same op, fields on a coarse grid).
-    warp = {type(op).__name__.removeprefix("Coarse"): op for op in ops[6].transforms}
+    # ElasticTransform is built as medals' CoarseElasticTransform (same op, fields on a coarse grid, with
+    # 0.4.6's alpha_affine), OpticalDistortion as ShiftedOpticalDistortion (with 0.4.6's shift_limit).
+    warp = {type(op).__name__.removeprefix("Coarse").removeprefix("Shifted"): op for op in ops[6].transforms}
     assert list(warp) == ["OpticalDistortion", "GridDistortion", "ElasticTransform"]
     assert isinstance(warp["ElasticTransform"], A.ElasticTransform)
     assert len({op.p for op in warp.values()}) == 1
@@ -230,6 +231,8 @@ def test_augmentation_pipeline_is_the_solutions_list():
     assert warp["GridDistortion"].distort_limit == pytest.approx((-1.0, 1.0))
     assert warp["GridDistortion"].normalized is False
     assert warp["ElasticTransform"].alpha == 3 and warp["ElasticTransform"].sigma == 50
+    assert warp["ElasticTransform"].alpha_affine == 50  # 0.4.6's default
+    assert warp["OpticalDistortion"].shift_limit == pytest.approx((-0.05, 0.05))  # 0.4.6's default
     assert all(op.border_mode == cv2.BORDER_REFLECT_101 for op in warp.values())
 
     assert ops[7].clip_limit == pytest.approx((1.0, 4.0))
@@ -412,8 +415,10 @@ def test_adapter_drops_duplicates_and_marks_external_rows(kaggle):
     assert test["image_name"].tolist() == frames["test"]["image_name"].tolist()
     assert test["is_ext"].tolist() == [0] * 12
     assert set(test["image_dir"]) == {f"{MAIN_DIR}/test"}
-    # The external "unknown patient" (-1) is missing, like a missing id.
-    assert train["patient_id"].iloc[45:].isna().all()
+    # The external "unknown patient" (-1) is missing; an empty id is the solution's fillna(0).
+    kept_ext = ext[ext["tfrecord"] >= 0]["patient_id"].tolist()
+    assert train["patient_id"].iloc[45:].tolist() == [None if p == "-1" else "0" for p in kept_ext]
+    assert "0" in train["patient_id"].tolist() and train["patient_id"].isna().any()
     assert train["patient_id"].iloc[:45].tolist() == src["patient_id"].iloc[:45].tolist()
 
 
@@ -526,7 +531,9 @@ def test_adapter_meta_features(kaggle):
     meta_cols = [c for c in table.columns if c.startswith("meta_")]
     for split, frame in (("train", train_all), ("test", test)):
         got = table[table["split"] == split][meta_cols].reset_index(drop=True)
-        want = expected(frame, split, frame["patient_id"])
+        # The solution fills a missing TRAINING id with 0 (one pooled patient), test ids as they are.
+        patients = frame["patient_id"].fillna("0") if split == "train" else frame["patient_id"]
+        want = expected(frame, split, patients)
         assert sorted(got.columns) == sorted(want.columns)
         np.testing.assert_allclose(
             got[want.columns].to_numpy(np.float64), want.to_numpy(np.float64), rtol=1e-6, atol=1e-6
@@ -638,7 +645,7 @@ def test_two_models_and_their_rank_ensemble(kaggle, tmp_path, monkeypatch):
     final = pd.read_csv(tmp_path / "runs" / "melanoma_pair" / "submission.csv")
     assert list(final.columns) == ["image_name", "target"]
     assert final["image_name"].tolist() == sample["image_name"].tolist()
-    ranks = [(s.rank(method="average") - 1) / (len(s) - 1) for s in subs]
+    ranks = [s.rank(pct=True) for s in subs]  # ensemble.py: target.rank(pct=True), r / n
     expected = (ranks[0] + ranks[1]) / 2
     got = final.set_index("image_name")["target"]
     np.testing.assert_allclose(got.loc[expected.index], expected, atol=1e-5)
@@ -666,7 +673,6 @@ def test_rank_ensemble_across_9_and_4_class_models(kaggle, tmp_path, monkeypatch
     final = pd.read_csv(tmp_path / "runs" / "mixed" / "submission.csv")
     assert final["image_name"].tolist() == frames["sample"]["image_name"].tolist()
     subs = [pd.read_csv(tmp_path / "runs" / k / "submission.csv").set_index("image_name") for k in members]
-    n = len(final)
-    expected = sum((sub["target"].rank(method="average") - 1) / (n - 1) for sub in subs) / 2
+    expected = sum(sub["target"].rank(pct=True) for sub in subs) / 2
     got = final.set_index("image_name")["target"]
     np.testing.assert_allclose(got.loc[expected.index], expected, atol=1e-5)

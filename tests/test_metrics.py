@@ -157,8 +157,10 @@ def test_dice_empty_rules_and_overlap():
 
 
 def test_percentile_rank():
-    assert percentile_rank([10, 30, 20, 20]).tolist() == pytest.approx([0, 1, 0.5, 0.5])
-    assert percentile_rank([5.0]).tolist() == [0.5]
+    # r / n with tied values sharing their mean rank (pandas rank(pct=True)): ranks 1, 4, 2.5, 2.5.
+    assert percentile_rank([10, 30, 20, 20]).tolist() == pytest.approx([0.25, 1, 0.625, 0.625])
+    assert percentile_rank([5.0]).tolist() == [1.0]
+    assert percentile_rank([]).tolist() == []
 
 
 # ---- task_metrics ---------------------------------------------------------------------------------

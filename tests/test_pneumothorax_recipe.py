@@ -110,7 +110,12 @@ def test_segmentation_recipe(name):
     assert recipe.split.n_folds == 5
     assert (recipe.model.arch, recipe.model.backbone, recipe.model.cls_head) == (arch, backbone, head)
     terms = [(t.name, t.output, t.weight, t.params) for t in recipe.loss]
-    dice = ("dice", "main", 1.0, {"smooth": 0.01, "squared": True})
+    dice = (
+        "dice",
+        "main",
+        1.0,
+        {"smooth": 0.01, "squared": True, "smooth_intersection": True, "clamp": True},
+    )
     assert terms == ([dice, ("bce", "cls", 1.0, {})] if head else [dice])
     assert recipe.train.epochs == 44
     assert recipe.swa_epochs == [35, 40, 44]  # seed epochs 34, 39, 43 counted from 0

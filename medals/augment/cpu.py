@@ -162,6 +162,10 @@ def _build_op(item: Any, path: str) -> A.BasicTransform | A.BaseCompose:
         # Same op, fields drawn on a coarse grid: albumentations' 401-tap smoothing at sigma 50 was
         # half the melanoma list's CPU time (medals/augment/elastic.py).
         cls = CoarseElasticTransform
+    elif cls is A.OpticalDistortion:
+        from medals.augment.legacy import ShiftedOpticalDistortion
+
+        cls = ShiftedOpticalDistortion  # the same op, with albumentations 0.4.6's shift_limit
     where = f"{path} (op '{name}')"
     is_compose = issubclass(cls, A.BaseCompose)
     if is_compose:

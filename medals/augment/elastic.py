@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Literal
 
 import albumentations as A
 import cv2
 import numpy as np
+
+from medals.augment.legacy import AffineThenRemap, AlphaAffine, draw_affine
 
 COARSE_SIGMA = 4.0  # elastic noise is smoothed on a grid where sigma spans at least this many cells
 COARSE_MIN_CELLS = 16  # and that grid keeps at least this many cells along each side
@@ -70,19 +72,61 @@ def coarse_fields(
     return out
 
 
-class CoarseElasticTransform(A.ElasticTransform):
-    """albumentations' ElasticTransform with its fields drawn on a coarse grid when sigma >= 8.
+class CoarseElasticTransform(AffineThenRemap, A.ElasticTransform):
+    """albumentations' ElasticTransform with its fields drawn on a coarse grid when sigma >= 8, and
+    albumentations < 1.4's ``alpha_affine`` (medals.augment.legacy: a random affine warp first).
 
     Same arguments, parameters and warping (cv2.remap of image and mask); only the construction of the
     displacement fields differs, as the module docstring says. medals builds it for every
-    `{name: ElasticTransform}` of a recipe.
+    `{name: ElasticTransform}` of a recipe. alpha_affine 0 (the default) is 2.0.8's op.
     """
+
+    class InitSchema(A.ElasticTransform.InitSchema):
+        alpha_affine: AlphaAffine
+
+    def __init__(
+        self,
+        alpha: float = 1,
+        sigma: float = 50,
+        interpolation: int = cv2.INTER_LINEAR,
+        approximate: bool = False,
+        same_dxdy: bool = False,
+        mask_interpolation: int = cv2.INTER_NEAREST,
+        noise_distribution: Literal["gaussian", "uniform"] = "gaussian",
+        keypoint_remapping_method: Literal["direct", "mask"] = "mask",
+        border_mode: int = cv2.BORDER_CONSTANT,
+        fill: tuple[float, ...] | float = 0,
+        fill_mask: tuple[float, ...] | float = 0,
+        p: float = 0.5,
+        alpha_affine: float = 0.0,
+    ):
+        super().__init__(
+            alpha=alpha,
+            sigma=sigma,
+            interpolation=interpolation,
+            approximate=approximate,
+            same_dxdy=same_dxdy,
+            mask_interpolation=mask_interpolation,
+            noise_distribution=noise_distribution,
+            keypoint_remapping_method=keypoint_remapping_method,
+            border_mode=border_mode,
+            fill=fill,
+            fill_mask=fill_mask,
+            p=p,
+        )
+        self.alpha_affine = float(alpha_affine)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         height, width = params["shape"][:2]
+        # 0.4.6 drew the affine before the fields.
+        affine = (
+            draw_affine(height, width, self.alpha_affine, self.random_generator)
+            if self.alpha_affine
+            else None
+        )
         factor = coarse_factor(self.sigma, height, width)
         if factor == 1 or self.approximate:
-            return super().get_params_dependent_on_data(params, data)
+            return {**super().get_params_dependent_on_data(params, data), "affine": affine}
         channels = 1 if self.same_dxdy else 2
         fields = coarse_fields(
             (height, width), self.sigma, channels, self.noise_distribution, self.random_generator, factor
@@ -90,4 +134,7 @@ class CoarseElasticTransform(A.ElasticTransform):
         fields *= self.alpha
         dx, dy = (fields[0], fields[0]) if self.same_dxdy else (fields[0], fields[1])
         xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        return {"map_x": xs + dx, "map_y": ys + dy}
+        return {"map_x": xs + dx, "map_y": ys + dy, "affine": affine}
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return (*super().get_transform_init_args_names(), "alpha_affine")

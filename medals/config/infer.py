@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from medals.config.base import Strict
 
@@ -20,6 +20,11 @@ class MetricsConfig(Strict):
     dice_size: int | None = Field(None, ge=8)
 
 
+# Infer settings added after runs existed, with their defaults: left out of the dump (and so out of every
+# digest) at their default, so runs made before them keep their stamps.
+LATER_INFER_DEFAULTS: dict[str, Any] = {"mask_size": None}
+
+
 class InferConfig(Strict):
     tta: Literal[1, 2, 4, 8] = 1
     merge: Literal["mean", "max"] = "mean"
@@ -29,3 +34,15 @@ class InferConfig(Strict):
     crop_seeds: int = Field(0, ge=0)
     checkpoint: str = "best"
     batch_size: int | None = Field(None, ge=1)
+    # Segmentation test predictions: each fold's logits upsampled (bilinear, half-pixel centres) to this
+    # side BEFORE the sigmoid, as the PTX seed's predict_768.py did for its 768 model (None: the model's
+    # output size; masks of different sizes are then upsampled as probabilities when ensembled).
+    mask_size: int | None = Field(None, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for key, default in LATER_INFER_DEFAULTS.items():
+            if key in out and out[key] == default:
+                del out[key]
+        return out

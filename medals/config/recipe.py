@@ -47,6 +47,8 @@ class Recipe(Strict):
             raise ValueError(f"task '{self.task}' needs model.arch classifier")
         if self.infer.crop_seeds and self.task == "segmentation":
             raise ValueError("infer.crop_seeds (crop TTA) is for classification tasks")
+        if self.infer.mask_size is not None and self.task != "segmentation":
+            raise ValueError("infer.mask_size (the test masks' side) is for task segmentation")
         if self.model.cls_head and self.task != "segmentation":
             raise ValueError("model.cls_head is for task segmentation")
         if any(term.output == "cls" for term in self.loss or []) and not self.model.cls_head:

@@ -31,6 +31,17 @@ def activation(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.sigmoid(logits)
 
 
+def upsample_logits(logits: torch.Tensor, size: int) -> torch.Tensor:
+    """Mask logits [B, 1, h, w] (or [B, h, w]) resized bilinearly to size x size, half-pixel centres
+    (F.upsample's default that the PTX seed called); the sigmoid comes after, so the edge is placed on
+    the smooth logit surface, not on interpolated probabilities."""
+    squeeze = logits.ndim == 3
+    x = logits.float()[:, None] if squeeze else logits.float()
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x[:, 0] if squeeze else x
+
+
 def predict_with_cls(
     model: nn.Module,
     loader: DataLoader,
@@ -41,6 +52,7 @@ def predict_with_cls(
     precision: str = "fp32",
     channels_last: bool = False,
     prepare: Callable[[dict], dict] | None = None,
+    mask_size: int | None = None,
     identity: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities for every dataset row, image-level probabilities [N] or None).
@@ -55,7 +67,8 @@ def predict_with_cls(
 
     prepare(batch) brings a loader batch to the device (the GPU data path decodes and resizes there);
     by default its tensors are moved as they are. Under DDP each rank predicts its own chunk of the
-    dataset's rows and every rank returns all of them.
+    dataset's rows and every rank returns all of them. mask_size (segmentation): each view's logits are
+    upsampled bilinearly (align_corners False) to mask_size x mask_size before the sigmoid.
     """
     device = torch.device(device)
     views = views_for(tta)
@@ -92,6 +105,8 @@ def predict_with_cls(
                 # an auxiliary training head, not used at inference.
                 if cls_logits is not None and segment:
                     cls_views.append(torch.sigmoid(cls_logits.float()).reshape(-1))
+                if segment and mask_size is not None:
+                    logits = upsample_logits(logits, mask_size)
                 probs = activation(logits, task)
                 if segment:
                     probs = invert_view(probs, view)

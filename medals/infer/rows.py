@@ -38,10 +38,14 @@ def predict_rows(
     num_classes: int,
     device,
     with_target: bool,
+    mask_size: int | None = None,
     identity: bool = False,
 ):
     """(probabilities, image-level probabilities of a classification head or None); with identity=True
     also the identity view's probabilities alone (None with crop TTA, whose crops have no such view).
+
+    mask_size: segmentation logits upsampled to that side before the sigmoid (infer.mask_size; the
+    predict stage passes it, evaluation scores at the model's own size).
 
     With infer.crop_seeds = N > 0 (classification only) each image is predicted on N seeded random square
     crops, each through all the TTA views, and the N results are merged element-wise by infer.merge.
@@ -64,6 +68,7 @@ def predict_rows(
             precision=recipe.train.precision,
             channels_last=runtime.channels_last,
             prepare=prepare,
+            mask_size=mask_size,
             identity=identity,
         )
 

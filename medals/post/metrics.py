@@ -233,11 +233,12 @@ def sweep_f1(
 
 
 def percentile_rank(x: np.ndarray) -> np.ndarray:
-    """Average ranks scaled to [0, 1] (smallest 0, largest 1; ties share a rank; one value -> 0.5)."""
+    """Average ranks over the count, r / n in (0, 1] (ties share their mean rank): pandas'
+    ``rank(pct=True)``, which the melanoma solution ranked its folds and its ensemble members with."""
     x = np.asarray(x, dtype=np.float64)
-    if x.size <= 1:
-        return np.full(x.shape, 0.5)
-    return (rankdata(x) - 1.0) / (x.size - 1)
+    if x.size == 0:
+        return x.copy()
+    return rankdata(x) / x.size
 
 
 def task_metrics(
@@ -332,10 +333,37 @@ def score_pooled(
         best, dice = sweep_pixel_threshold(probs, truth, _COARSE_GRID, size=recipe.metrics.dice_size)
         out.update({"dice_best": dice[best], "pixel_threshold_best": best})
     if recipe.metrics.rank and recipe.task != "segmentation":
-        ranked = np.empty_like(probs, dtype=np.float64)
-        for fold in np.unique(folds):
-            inside = folds == fold
-            ranked[inside] = np.apply_along_axis(percentile_rank, 0, probs[inside])
-        on_ranks = score(recipe, rows, truth, ranked, positive)
-        out.update({f"{key}_rank": value for key, value in on_ranks.items() if key.startswith("auc")})
+        out.update(rank_metrics(recipe, rows, truth, probs, folds, positive))
+    return out
+
+
+def fold_ranks(probs: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each column's percentile_rank within each fold's rows."""
+    probs = np.asarray(probs, dtype=np.float64)
+    folds = np.asarray(folds)
+    ranked = np.empty_like(probs)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        ranked[inside] = np.apply_along_axis(percentile_rank, 0, probs[inside])
+    return ranked
+
+
+def rank_metrics(
+    recipe: Recipe, rows: pd.DataFrame, truth, probs, folds: np.ndarray, positive: int | None
+) -> dict[str, float]:
+    """AUCs on per-fold ranks: auc_rank over all rows, auc_<subset>_rank for each metrics.subsets entry.
+
+    A subset is ranked within its own rows of each fold (the melanoma solution's auc_20_rank ranks the
+    2020 rows of a fold among themselves), not cut out of the whole fold's ranks.
+    """
+    truth, probs, folds = np.asarray(truth), np.asarray(probs), np.asarray(folds)
+    whole = _metrics(recipe, truth, fold_ranks(probs, folds), positive)
+    out = {f"{key}_rank": value for key, value in whole.items() if key.startswith("auc")}
+    for name, query in recipe.metrics.subsets.items():
+        mask = subset_mask(rows, name, query)
+        if mask.any():
+            sub = _metrics(recipe, truth[mask], fold_ranks(probs[mask], folds[mask]), positive)
+        else:
+            sub = dict.fromkeys(whole, float("nan"))
+        out.update({f"{key}_{name}_rank": float(v) for key, v in sub.items() if key.startswith("auc")})
     return out

@@ -28,7 +28,9 @@ def run_predict(recipe: Recipe, layout: RunLayout, device) -> None:
     outputs, cls_outputs = [], []
     for fold in fold_ids(recipe):
         model = load_fold_model(recipe, layout, fold, num_classes, n_meta, device)
-        probs, cls_probs = predict_rows(recipe, model, rows, num_classes, device, with_target=False)
+        probs, cls_probs = predict_rows(
+            recipe, model, rows, num_classes, device, with_target=False, mask_size=recipe.infer.mask_size
+        )
         paths = layout.fold_test_predictions(fold), layout.fold_test_masks(fold)
         _write(recipe, ids, probs, cls_probs, num_classes, *paths)
         outputs.append(probs)

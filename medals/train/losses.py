@@ -106,11 +106,25 @@ def focal(task: str, gamma: float = 2.0, alpha: float | None = None, reduction: 
     return fn
 
 
+# The PTX seed's SoftDiceLoss_binary clamps its batch score to [0, 1 - CLAMP_EPS].
+DICE_CLAMP_EPS = 1e-7
+
+
 @register_loss("dice")
-def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
+def soft_dice(
+    task: str,
+    smooth: float = 1.0,
+    squared: bool = False,
+    smooth_intersection: bool = False,
+    clamp: bool = False,
+) -> LossFn:
     """1 - mean over images of (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), p = sigmoid(logits).
 
-    squared=True uses sum(p^2) + sum(t^2) in the denominator (the V-Net form).
+    squared=True uses sum(p^2) + sum(t^2) in the denominator (the V-Net form). The SIIM-ACR 2nd place
+    form (its SoftDiceLoss_binary) is squared with two more switches: smooth_intersection adds smooth to
+    the intersection before doubling, 2 (sum(p t) + smooth) / (denom + smooth), so an empty image with
+    an empty prediction scores 2, not 1; clamp clips the batch mean score to [0, 1 - 1e-7] before
+    1 - score (no gradient flows where it clips).
     """
 
     def fn(logits: Tensor, batch: dict) -> Tensor:
@@ -119,8 +133,11 @@ def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
         t = t.float().reshape(p.shape)
         inter = (p * t).sum(1)
         denom = (p * p).sum(1) + (t * t).sum(1) if squared else p.sum(1) + t.sum(1)
-        dice = (2 * inter + smooth) / (denom + smooth)
-        return 1 - dice.mean()
+        numerator = 2 * (inter + smooth) if smooth_intersection else 2 * inter + smooth
+        score = (numerator / (denom + smooth)).mean()
+        if clamp:
+            score = torch.clamp(score, 0.0, 1.0 - DICE_CLAMP_EPS)
+        return 1 - score
 
     return fn
 

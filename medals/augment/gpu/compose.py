@@ -113,13 +113,15 @@ _BUILDERS = {
     "GaussianBlur": _attrs(GaussianBlur, ["blur_limit", "sigma_limit"]),
     "Affine": _with_op(Affine),
     "OpticalDistortion": _with_op(OpticalDistortion),
+    "ShiftedOpticalDistortion": _with_op(OpticalDistortion),  # what medals builds for OpticalDistortion
     "GridDistortion": _with_op(GridDistortion),
     "ElasticTransform": _with_op(ElasticTransform),
     "CoarseElasticTransform": _with_op(ElasticTransform),  # what medals builds for ElasticTransform
     "CoarseDropout": _with_op(CoarseDropout),
     "CLAHE": _attrs(CLAHE, ["clip_limit", "tile_grid_size"]),
 }
-SUPPORTED = (*(name for name in _BUILDERS if name != "CoarseElasticTransform"), "OneOf")
+_MEDALS_NAMES = ("CoarseElasticTransform", "ShiftedOpticalDistortion")
+SUPPORTED = (*(name for name in _BUILDERS if name not in _MEDALS_NAMES), "OneOf")
 
 
 def _is_warp(op: GpuOp, kind: type = Warp) -> bool:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from medals.augment.elastic import coarse_factor, expected_max_abs_normal
 from medals.augment.gpu.sampling import to_device, uniform
 from medals.augment.gpu.warp import COORD, Warp, border_kind, interp_mode
+from medals.augment.jitter import jitter_matrix
 
 
 class _Remap(Warp):
@@ -44,23 +45,36 @@ def lookup(table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class OpticalDistortion(_Remap):
-    """mode "camera": cv2.initUndistortRectifyMap with camera [[W,0,W/2],[0,H,H/2]], k1 = k2 = k."""
+    """mode "camera": cv2.initUndistortRectifyMap with camera [[W,0,W/2+dx],[0,H,H/2+dy]], k1 = k2 = k;
+    dx, dy = round(U(shift_limit)) pixels (albumentations 0.4.6's shift_limit, medals.augment.legacy;
+    0 unless the op sets it)."""
 
     def __init__(self, p, op):
         super().__init__(p, op)
         if op.mode != "camera":
             raise NotImplementedError("OpticalDistortion: only mode 'camera' is supported on the GPU path")
         self.distort_limit = tuple(op.distort_limit)
+        self.shift_limit = tuple(getattr(op, "shift_limit", (0.0, 0.0)))
 
     def draw(self, n, h, w, g, device):
-        return uniform(n, *self.distort_limit, g, device).to(COORD).reshape(n, 1, 1)
+        k = uniform(n, *self.distort_limit, g, device).to(COORD).reshape(n, 1, 1)
+        if self.shift_limit == (0.0, 0.0):
+            return k, None
+        # torch.round is round-half-even, as Python's round that 0.4.6 used
+        shift = torch.round(uniform(2 * n, *self.shift_limit, g, torch.device("cpu"))).reshape(n, 2, 1, 1)
+        return k, to_device(shift.to(COORD), device)
 
-    def points(self, k, x, y, h, w):
-        # empty newCameraMatrix: OpenCV's default new camera centres the principal point at (W-1)/2
+    def points(self, params, x, y, h, w):
+        k, shift = params
+        # empty newCameraMatrix: OpenCV's default new camera centres the principal point at (W-1)/2, so
+        # the camera centre's shift moves every source coordinate by (dx, dy)
         u, v = (x - (w - 1) / 2) / w, (y - (h - 1) / 2) / h
         r2 = u * u + v * v
         factor = 1 + k * r2 + k * r2 * r2
-        return u * factor * w + w / 2, v * factor * h + h / 2
+        qx, qy = u * factor * w + w / 2, v * factor * h + h / 2
+        if shift is not None:
+            qx, qy = qx + shift[:, 0], qy + shift[:, 1]
+        return qx, qy
 
 
 class GridDistortion(_Remap):
@@ -175,6 +189,13 @@ class ElasticTransform(_Remap):
     its correlation length is the same, and the bilinear upsampling loses about 1% of the variance. The
     fields are another realisation of the same random field, not the full-resolution one's values.
     Smaller sigmas keep the full-resolution construction unchanged.
+
+    With alpha_affine > 0 (albumentations < 1.4, medals.augment.legacy) each sample also draws the
+    random affine of that magnitude, applied before the field: an output pixel x reads the source at
+    A^-1 (x + d(x)). The CPU path warps twice (cv2.warpAffine, then cv2.remap), interpolating twice and
+    resolving the border at each warp; here the composed map is sampled once, its border resolved at
+    the source, which differs only where x + d(x) leaves the affine-warped image (d is under a pixel at
+    the melanoma recipes' alpha 3).
     """
 
     def __init__(self, p, op):
@@ -183,11 +204,30 @@ class ElasticTransform(_Remap):
         self.sigma = float(op.sigma)
         self.same = bool(op.same_dxdy)
         self.dist = op.noise_distribution
+        self.alpha_affine = float(getattr(op, "alpha_affine", 0.0))
 
     def draw(self, n, h, w, g, device):
+        inverse = None
+        if self.alpha_affine:  # drawn first, as 0.4.6 did
+            offsets = uniform(6 * n, -self.alpha_affine, self.alpha_affine, g, torch.device("cpu"))
+            inverse = to_device(inverse_affines(h, w, offsets.reshape(n, 3, 2).numpy()), device)
         c = 1 if self.same else 2
-        return coarse_fields(n, c, h, w, self.sigma, self.dist, g, device) * self.alpha
+        return coarse_fields(n, c, h, w, self.sigma, self.dist, g, device) * self.alpha, inverse
 
-    def points(self, fields, x, y, h, w):
+    def points(self, params, x, y, h, w):
+        fields, inverse = params
         d = field_points(fields, x, y, h, w)
-        return x + d[:, 0], y + d[:, -1]
+        qx, qy = x + d[:, 0], y + d[:, -1]
+        if inverse is None:
+            return qx, qy
+        a = inverse.to(COORD)[:, :2, :, None, None]
+        return a[:, 0, 0] * qx + a[:, 0, 1] * qy + a[:, 0, 2], a[:, 1, 0] * qx + a[:, 1, 1] * qy + a[:, 1, 2]
+
+
+def inverse_affines(h: int, w: int, offsets: np.ndarray) -> torch.Tensor:
+    """Output -> source matrices [n, 3, 3] (float64) of the 0.4.6 random affines for offsets [n, 3, 2]."""
+    out = []
+    for moved in offsets:
+        forward = np.vstack([jitter_matrix(h, w, moved), [0.0, 0.0, 1.0]])
+        out.append(np.linalg.inv(forward))
+    return torch.from_numpy(np.stack(out))

@@ -19,9 +19,16 @@ and returns the training rows of both sets and the 2020 test rows, with columns 
 
 Rows whose tfrecord is -1 (2020) or negative (external) are duplicates and are dropped. An external
 ``patient_id`` of -1 means "unknown" and becomes missing, so that the images-per-patient meta feature
-counts such a row alone (log1p(1)), as the solution did. (The solution also filled a missing training
-patient id with 0 before counting, which would pool such rows into one "patient"; here a missing id
-counts alone as well.)
+counts such a row alone (log1p(1)), as the solution did. A training row with NO patient id (an empty
+cell, in either set) is handled by ``missing_patient``:
+
+- ``"pooled"`` (default, the solution's get_meta_data): the id is filled with "0" before counting, so
+  all such rows count as ONE patient (k such rows: log1p(k) each; 4 rows give 1.609, not 0.693).
+- ``"alone"``: such a row counts only itself (log1p(1)), as an -1 row does; medals' earlier behaviour,
+  for data where pooling unrelated images into one "patient" is not wanted.
+
+The solution did not fill test ids; a test row without one counts alone (the solution's count would
+be NaN there).
 """
 
 from __future__ import annotations
@@ -98,6 +105,19 @@ def _labels(diagnosis: pd.Series, mapping: dict[str, str], classes: list[str], p
     return labels
 
 
+MISSING_PATIENT = ("pooled", "alone")
+# The id the solution's fillna(0) gives every training row without a patient id.
+POOLED_PATIENT = "0"
+
+
+def _fill_patients(values: pd.Series, missing_patient: str) -> pd.Series:
+    """Training patient ids with empty cells filled by POOLED_PATIENT ("pooled") or left missing."""
+    text = values.astype(object).where(values.notna(), None)
+    if missing_patient == "pooled":
+        text = text.where(text.notna(), POOLED_PATIENT)
+    return text
+
+
 def _unknown_patients(values: pd.Series) -> pd.Series:
     """External patient ids: -1 (the set's "unknown") becomes missing."""
     text = values.astype(object).where(values.notna(), None)
@@ -112,6 +132,7 @@ def melanoma_frames(
     out_dim: int = 9,
     fold_scheme: str = "default",
     external: bool = True,
+    missing_patient: str = "pooled",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) frames of the 2020 set (+ the external set) in the solution's class and fold space."""
     if isinstance(folder, bool) or not isinstance(folder, int) or folder < 1:
@@ -124,6 +145,11 @@ def melanoma_frames(
         )
     if not isinstance(external, bool):
         raise MedalsError(f"data.adapter_params.external must be true or false, got {external!r}")
+    if missing_patient not in MISSING_PATIENT:
+        raise MedalsError(
+            f"data.adapter_params.missing_patient must be one of {', '.join(MISSING_PATIENT)}, "
+            f"got {missing_patient!r}"
+        )
     classes = CLASSES_9 if out_dim == 9 else CLASSES_4
     fold_map = FOLD_MAPS[fold_scheme]
     root = recipe.data_root
@@ -141,6 +167,7 @@ def melanoma_frames(
             f"melanoma_isic: CSV file {path} column 'tfrecord' has values {outside[:5]} outside "
             f"-1..{N_TFRECORDS - 1}"
         )
+    train["patient_id"] = _fill_patients(train["patient_id"], missing_patient)
     train["target_label"] = _labels(train["diagnosis"], DIAGNOSIS_2020, classes, path)
     train["fold_key"] = [fold_map[int(t)] for t in tfrecord]
     train["is_ext"] = 0
@@ -163,8 +190,10 @@ def melanoma_frames(
             ext["fold_key"] = (tfrecord % 5).tolist()
         ext["is_ext"] = 1
         ext["image_dir"] = f"{ext_dir}/train"
-        if "patient_id" in ext.columns:
-            ext["patient_id"] = _unknown_patients(ext["patient_id"])
+        # Fill first: an empty cell (or no column: the solution's concat leaves NaN) is the solution's
+        # 0, an -1 its "unknown" (counted alone).
+        ids = ext["patient_id"] if "patient_id" in ext.columns else pd.Series(None, index=ext.index)
+        ext["patient_id"] = _unknown_patients(_fill_patients(ids, missing_patient))
         frames.append(ext)
 
     train = pd.concat(frames, ignore_index=True)
