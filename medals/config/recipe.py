@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from medals.config.base import LABEL_TASKS, Strict, Task
 from medals.config.data import DataConfig
 from medals.config.infer import InferConfig, MetricsConfig
+from medals.config.metric_names import METRIC_NAMES, base_name, check_metric, metric_direction
 from medals.config.model import ModelConfig
 from medals.config.search import PolicySearchConfig
 from medals.config.split import SplitConfig
@@ -19,7 +20,30 @@ from medals.config.train import LossTerm, TrainConfig
 RESERVED_CHECKPOINTS = ("last", "final", "swa")
 
 # The metric each task is scored by (checkpoints, init, report and compare read it here).
-MAIN_METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+MAIN_METRIC = {
+    "binary": "auc",
+    "multiclass": "auc",
+    "multilabel": "f1_macro",
+    "segmentation": "dice",
+    "regression": "rmse",
+    "ordinal": "qwk",
+}
+
+# The submission kinds each task may write (the first is its default).
+SUBMIT_KINDS = {
+    "binary": ("probability", "label"),
+    "multiclass": ("probability", "label", "ordinal"),
+    "multilabel": ("multilabel",),
+    "segmentation": ("rle",),
+    "regression": ("value",),
+    "ordinal": ("ordinal", "value"),
+}
+
+
+def main_metric_of(config: dict) -> str:
+    """The main metric of a dumped recipe (config.yaml): metrics.main, else the task's."""
+    main = (config.get("metrics") or {}).get("main")
+    return main or MAIN_METRIC.get(config.get("task"), "auc")
 
 
 class Recipe(Strict):
@@ -58,6 +82,7 @@ class Recipe(Strict):
             raise ValueError("model.aux_head needs model.head 'attention'")
         if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
             raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        self._check_metrics()
         submit = self.submit
         if submit.target_class is not None and submit.target_classes is not None:
             raise ValueError("give submit.target_class or submit.target_classes, not both")
@@ -67,6 +92,13 @@ class Recipe(Strict):
             raise ValueError(
                 "submit.kind 'label' (the most probable class) is for tasks binary and multiclass"
             )
+        if self.submit_kind not in SUBMIT_KINDS[self.task]:
+            raise ValueError(
+                f"submit.kind '{self.submit_kind}' does not fit task '{self.task}': "
+                f"use {' or '.join(SUBMIT_KINDS[self.task])}"
+            )
+        if submit.clip is not None and self.submit_kind != "value":
+            raise ValueError("submit.clip is for submit.kind 'value' (a regression output)")
         if self.task == "binary" and submit.target_classes is not None:
             raise ValueError(
                 "task binary submits the probability of its second class: drop submit.target_classes"
@@ -92,6 +124,21 @@ class Recipe(Strict):
                 f"choose one of {', '.join(kept)}"
             )
         return self
+
+    def _check_metrics(self) -> None:
+        """Metric names that do not fit the task are refused here, not after the first epoch; a checkpoint
+        rule without a mode takes its metric's direction (rmse: min)."""
+        if self.metrics.main is not None:
+            check_metric(self.metrics.main, self.task, "metrics.main")
+        for i, name in enumerate(self.metrics.extra):
+            check_metric(name, self.task, f"metrics.extra[{i}]")
+        for i, rule in enumerate(self.train.checkpoints):
+            metric = rule.metric or self.main_metric
+            base = base_name(metric)
+            if base in METRIC_NAMES:
+                check_metric(base, self.task, f"train.checkpoints[{i}].metric")
+            if "mode" not in rule.model_fields_set and metric_direction(metric) == "min":
+                rule.mode = "min"
 
     @property
     def kept_checkpoints(self) -> list[str]:
@@ -124,14 +171,8 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
-        return MAIN_METRIC[self.task]
+        return self.metrics.main or MAIN_METRIC[self.task]
 
     @property
     def submit_kind(self) -> str:
-        default = {
-            "binary": "probability",
-            "multiclass": "probability",
-            "multilabel": "multilabel",
-            "segmentation": "rle",
-        }
-        return self.submit.kind or default[self.task]
+        return self.submit.kind or SUBMIT_KINDS[self.task][0]

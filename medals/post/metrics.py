@@ -19,7 +19,9 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from medals.config import Recipe
+from medals.config.metric_names import default_metrics
 from medals.errors import MedalsError
+from medals.post.metric_registry import MetricContext, compute, numeric_metrics
 
 DEFAULT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
 
@@ -231,13 +233,19 @@ def percentile_rank(x: np.ndarray) -> np.ndarray:
 
 
 def task_metrics(
-    task: str, truth: np.ndarray, probs: np.ndarray, positive: int | None = None
+    task: str,
+    truth: np.ndarray,
+    probs: np.ndarray,
+    positive: int | None = None,
+    context: MetricContext | None = None,
 ) -> dict[str, float]:
     """The metrics a task reports; the keys are what checkpoint rules and main_metric name."""
     truth = np.asarray(truth)
     probs = np.asarray(probs)
     if len(truth) != len(probs):
         raise MedalsError(f"{len(truth)} true values but {len(probs)} predictions")
+    if task in ("regression", "ordinal"):
+        return numeric_metrics(task, truth, probs, context or MetricContext(positive=positive))
     if task == "binary":
         p = probs.reshape(len(probs), -1)[:, -1]  # the one sigmoid: P(second class)
         return {"auc": roc_auc(truth == 1, p), "accuracy": float(np.mean((p > 0.5) == (truth == 1)))}
@@ -254,7 +262,9 @@ def task_metrics(
         return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
-    raise MedalsError(f"unknown task '{task}': use binary, multiclass, multilabel or segmentation")
+    raise MedalsError(
+        f"unknown task '{task}': use binary, multiclass, multilabel, segmentation, regression or ordinal"
+    )
 
 
 _COARSE_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -269,10 +279,32 @@ def subset_mask(rows: pd.DataFrame, name: str, query: str) -> np.ndarray:
     return np.asarray(mask, dtype=bool)
 
 
+def metric_context(recipe: Recipe, positive: int | None) -> MetricContext:
+    """What the recipe's metrics need beside truth and predictions (medals.post.metric_registry)."""
+    classes = [str(c) for c in recipe.data.classes] if recipe.data.classes else None
+    weights = None
+    if recipe.metrics.logloss_weights and recipe.task == "multilabel":
+        names = classes or [str(i) for i in range(recipe.data.num_classes or 0)]
+        unknown = sorted(set(recipe.metrics.logloss_weights) - set(names))
+        if unknown:
+            raise MedalsError(f"metrics.logloss_weights names '{unknown[0]}', which is not a class ({names})")
+        weights = np.array([recipe.metrics.logloss_weights.get(name, 1.0) for name in names])
+    return MetricContext(
+        positive=positive,
+        pauc_min_tpr=recipe.metrics.pauc_min_tpr,
+        logloss_weights=weights,
+        num_grades=len(classes) if classes and recipe.task == "ordinal" else None,
+    )
+
+
 def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, float]:
-    out = task_metrics(recipe.task, truth, probs, positive=positive)
+    context = metric_context(recipe, positive)
+    out = task_metrics(recipe.task, truth, probs, positive=positive, context=context)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
         out["dice"] = dice_at_size(probs, truth, recipe.metrics.dice_size)
+    asked = [*recipe.metrics.extra, recipe.main_metric]
+    wanted = [name for name in asked if name not in out and name not in default_metrics(recipe.task)]
+    out.update(compute(wanted, recipe.task, truth, probs, context))
     return out
 
 

@@ -33,6 +33,12 @@ def run_ensemble(
     tasks = {recipe.task for recipe in recipes}
     if len(tasks) != 1:
         raise MedalsError(f"recipes of different tasks cannot be ensembled: {sorted(tasks)}")
+    if method != "mean" and (
+        recipes[0].task in ("regression", "ordinal") or recipes[0].submit_kind == "ordinal"
+    ):
+        raise MedalsError(
+            "regression and ordinal predictions are ensembled by 'mean' only (ranks lose their units)"
+        )
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
@@ -73,7 +79,9 @@ def run_ensemble(
         },
     )
     oof = None
-    if first.task == "multilabel" and all(layout.oof.exists() for layout in layouts):
+    # OOF predictions for what submit fits on them: multilabel thresholds, ordinal cut-points.
+    fitted = first.task == "multilabel" or first.submit_kind == "ordinal"
+    if fitted and all(layout.oof.exists() for layout in layouts):
         oofs = [pd.read_parquet(layout.oof).drop(columns="fold") for layout in layouts]
         oof = combine(oofs, method=method, weights=weights)
     say(f"ensemble: {method} of {len(recipes)} models: {', '.join(r.name for r in recipes)}")
@@ -88,6 +96,12 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
 
     if not recipes:
         raise MedalsError("the ensemble gate names no member recipes")
+    if method != "mean" and (
+        recipes[0].task in ("regression", "ordinal") or recipes[0].submit_kind == "ordinal"
+    ):
+        raise MedalsError(
+            "regression and ordinal predictions are ensembled by 'mean' only (ranks lose their units)"
+        )
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     oofs, tests = [], []
     for recipe, layout in zip(recipes, layouts, strict=True):
