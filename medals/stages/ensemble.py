@@ -96,12 +96,6 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
 
     if not recipes:
         raise MedalsError("the ensemble gate names no member recipes")
-    if method != "mean" and (
-        recipes[0].task in ("regression", "ordinal") or recipes[0].submit_kind == "ordinal"
-    ):
-        raise MedalsError(
-            "regression and ordinal predictions are ensembled by 'mean' only (ranks lose their units)"
-        )
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     oofs, tests = [], []
     for recipe, layout in zip(recipes, layouts, strict=True):
