@@ -139,6 +139,12 @@ class Recipe(Strict):
                 check_metric(base, self.task, f"train.checkpoints[{i}].metric")
             if "mode" not in rule.model_fields_set and metric_direction(metric) == "min":
                 rule.mode = "min"
+        named = {*self.metrics.extra, self.main_metric, *(r.metric for r in self.train.checkpoints)}
+        one_class = sorted(named & {"pauc", "pf1"})
+        if self.task == "multiclass" and one_class and self.submit.target_class is None:
+            raise ValueError(
+                f"metric '{one_class[0]}' of a multiclass task scores one class: set submit.target_class"
+            )
 
     @property
     def kept_checkpoints(self) -> list[str]:

@@ -19,7 +19,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from medals.config import Recipe
-from medals.config.metric_names import default_metrics
+from medals.config.metric_names import METRIC_NAMES, default_metrics
 from medals.errors import MedalsError
 from medals.post.metric_registry import MetricContext, compute, numeric_metrics
 
@@ -302,7 +302,9 @@ def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, fl
     out = task_metrics(recipe.task, truth, probs, positive=positive, context=context)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
         out["dice"] = dice_at_size(probs, truth, recipe.metrics.dice_size)
-    asked = [*recipe.metrics.extra, recipe.main_metric]
+    # Asked for: metrics.extra, the main metric, and any registry metric a checkpoint rule names.
+    rules = [rule.metric for rule in recipe.train.checkpoints if rule.metric in METRIC_NAMES]
+    asked = [*recipe.metrics.extra, recipe.main_metric, *rules]
     wanted = [name for name in asked if name not in out and name not in default_metrics(recipe.task)]
     out.update(compute(wanted, recipe.task, truth, probs, context))
     return out

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medals.config.recipe import MAIN_METRIC
+from medals.config.metric_names import metric_direction
+from medals.config.recipe import main_metric_of
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.stages.pipeline import STAGES
@@ -61,7 +62,7 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
     differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]
     rows = []
     for folder, config, values in zip(folders, configs, flat, strict=True):
-        metric = MAIN_METRIC.get(config.get("task"), "auc")
+        metric = main_metric_of(config)
         report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
         folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
         row: dict[str, Any] = {"run": config.get("name", folder.name), "metric": metric}
@@ -75,7 +76,11 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
         for key in differ:
             row[key] = values.get(key, "(unset)")
         rows.append(row)
-    frame = pd.DataFrame(rows).sort_values("cv", ascending=False, na_position="last").reset_index(drop=True)
+    frame = pd.DataFrame(rows)
+    # Best first by each run's own metric: higher is better except for errors and losses (rmse, logloss).
+    sign = frame["metric"].map(lambda name: 1.0 if metric_direction(name) == "min" else -1.0)
+    frame = frame.assign(_key=frame["cv"] * sign).sort_values("_key", na_position="last", kind="stable")
+    frame = frame.drop(columns="_key").reset_index(drop=True)
     return frame.dropna(axis=1, how="all")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medals.config.recipe import MAIN_METRIC
+from medals.config.recipe import main_metric_of
 from medals.errors import MedalsError
 from medals.files import read_json, write_text
 from medals.stages.layout import RunLayout
@@ -93,7 +93,7 @@ def _plots():
 
 
 def _main_metric(config: dict) -> str:
-    return MAIN_METRIC.get(config.get("task"), "auc")
+    return main_metric_of(config)
 
 
 def _summary(config: dict) -> str:
@@ -260,4 +260,8 @@ def _blend_cv(info: dict) -> dict[str, float]:
         from medals.data.splits import multi_hot
 
         return task_metrics("multilabel", multi_hot(rows["labels"], labels["num_classes"]), probs)
+    if info["task"] == "regression":
+        return task_metrics("regression", rows["target"].to_numpy(np.float64), probs)
+    if info["task"] == "ordinal":
+        return task_metrics("ordinal", rows["target"].to_numpy(np.float64).round().astype(np.int64), probs)
     return task_metrics(info["task"], rows["label"].to_numpy(np.int64), probs)
