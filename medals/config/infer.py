@@ -48,3 +48,8 @@ class InferConfig(Strict):
     crop_seeds: int = Field(0, ge=0)
     checkpoint: str = "best"
     batch_size: int | None = None
+
+
+def without_later_defaults(values: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """A dumped section as the digests see it: the keys of `later` left out where they hold their default."""
+    return {key: value for key, value in values.items() if key not in later or value != later[key]}

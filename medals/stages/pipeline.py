@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from medals.config import Recipe, digest_train, dump_recipe
-from medals.config.infer import LATER_METRICS_DEFAULTS
+from medals.config.infer import LATER_METRICS_DEFAULTS, without_later_defaults
 from medals.config.submit import LATER_SUBMIT_DEFAULTS
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
@@ -52,8 +52,7 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     payload["data_root"] = str(recipe.data_root)
     for section, later in (("metrics", LATER_METRICS_DEFAULTS), ("submit", LATER_SUBMIT_DEFAULTS)):
         if section in payload:  # keys added later are digested only when set, so old runs stay valid
-            kept = payload[section].items()
-            payload[section] = {k: v for k, v in kept if k not in later or v != later[k]}
+            payload[section] = without_later_defaults(payload[section], later)
     if stage == "prepare":
         payload["normalize"] = recipe.train.normalize  # "dataset" makes prepare measure channel stats
     if stage == "search":
