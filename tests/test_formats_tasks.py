@@ -113,21 +113,36 @@ def test_bone_age_init_then_run_submits_months(tmp_path, capsys):
     )
     assert main(["compare", str(run_dir)]) == 0
     assert "rmse" in capsys.readouterr().out
-    assert (run_dir / "report.html").is_file()
+    assert "predicted against true" in (run_dir / "report.html").read_text()
 
 
-def test_aptos_init_then_run_submits_integer_grades(tmp_path):
+def test_aptos_init_then_run_submits_integer_grades(tmp_path, capsys):
     data = tmp_path / "aptos"
     sample = aptos_folder(data)
     tree = init(data)  # 'diagnosis' 0..4 with an integer sample: ordinal without being told
     assert tree["task"] == "ordinal" and tree["data"]["classes"] == ["0", "1", "2", "3", "4"]
     assert tree["submit"]["kind"] == "ordinal"
-    assert tree["train"]["checkpoints"][0]["metric"] == "qwk"
-    sub, run_dir = run(data, tmp_path)
+    assert tree["train"]["checkpoints"][0] == {"name": "best", "metric": "qwk", "mode": "max"}
+    sub, run_dir = run(data, tmp_path, "metrics.extra=[r2]")
     check_like_sample(sub, sample, "i")
     assert sub["diagnosis"].between(0, 4).all()
     metrics = yaml.safe_load((run_dir / "metrics.json").read_text())["pooled"]
-    assert {"qwk", "rmse", "mae"} <= set(metrics)
+    assert set(metrics) == {"qwk", "rmse", "mae", "r2"}
+    # The grades are the test predictions cut at the cut-points fitted on OOF, as printed.
+    printed = [line for line in capsys.readouterr().out.splitlines() if "ordinal cut-points" in line]
+    cuts = np.array([float(v) for v in printed[-1].split("cut-points")[1].split()])
+    test = pd.read_parquet(run_dir / "test.parquet").set_index("id").loc[sub["id_code"].astype(str)]
+    assert (np.searchsorted(cuts, test["p_0"].to_numpy(), side="right") == sub["diagnosis"]).mean() > 0.9
+    assert "rounded grades" in (run_dir / "report.html").read_text()
+    # Classes declared that the CSV's grades do not match: one sentence naming the column, exit 2.
+    assert (
+        main(["run", str(data / "recipe.yaml"), f"run_dir={tmp_path / 'bad'}", "data.classes=[0,1,2]", *FAST])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "'diagnosis'" in err and "outside the class list" in err
+    assert main(["run", str(data / "recipe.yaml"), "submit.cutpoints=[0.5,1.5]", *FAST]) == 2
+    assert "submit.cutpoints has 2 values for 5 grades" in capsys.readouterr().err
 
 
 def test_init_task_override_and_wrong_declarations(tmp_path, capsys):

@@ -99,6 +99,15 @@ class Recipe(Strict):
             )
         if submit.clip is not None and self.submit_kind != "value":
             raise ValueError("submit.clip is for submit.kind 'value' (a regression output)")
+        cuts = submit.cutpoints
+        if isinstance(cuts, list):
+            if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ValueError(f"submit.cutpoints {cuts} must be strictly increasing")
+            if self.data.classes and len(cuts) != len(self.data.classes) - 1:
+                raise ValueError(
+                    f"submit.cutpoints has {len(cuts)} values for {len(self.data.classes)} grades: give "
+                    f"{len(self.data.classes) - 1}"
+                )
         if self.task == "binary" and submit.target_classes is not None:
             raise ValueError(
                 "task binary submits the probability of its second class: drop submit.target_classes"

@@ -116,6 +116,17 @@ def histogram(values: np.ndarray, name: str, bins: int = 20) -> bytes:
     return _png(fig)
 
 
+def predicted_vs_true(truth: np.ndarray, pred: np.ndarray, name: str) -> bytes:
+    """Regression and ordinal OOF predictions against the truth, with the identity line."""
+    fig, ax = plt.subplots(figsize=(4.4, 4.0))
+    ax.scatter(truth, pred, s=8, alpha=0.5)
+    low, high = float(min(np.min(truth), np.min(pred))), float(max(np.max(truth), np.max(pred)))
+    ax.plot([low, high], [low, high], "k--", linewidth=1)
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title="OOF predictions")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def overlays(
     images: Sequence[np.ndarray], truths: Sequence[np.ndarray], probs: Sequence[np.ndarray], titles
 ) -> bytes:

@@ -165,6 +165,17 @@ def _oof(layout: RunLayout, config: dict) -> str:
         f1 = f1_per_class(truth, probs, thresholds)
         names = [str(c) for c in (labels["classes"] or range(k))]
         out.append(_figure(plots.per_class_bars({"F1": f1, "threshold": thresholds}, names), "per-class F1"))
+    elif task in ("regression", "ordinal"):
+        truth, pred = rows["target"].to_numpy(np.float64), oof["p_0"].to_numpy(np.float64)
+        name = "grade index" if task == "ordinal" else str(config.get("data", {}).get("label_column"))
+        out.append(_figure(plots.predicted_vs_true(truth, pred, name), "predicted against true"))
+        if task == "ordinal":
+            from medals.post.metric_registry import MetricContext, grades_of
+
+            grades = grades_of(pred, MetricContext(num_grades=len(labels["classes"])), truth)
+            out.append(
+                _figure(plots.confusion(truth.astype(int), grades, labels["classes"]), "rounded grades")
+            )
     elif task == "segmentation" and layout.oof_masks.is_file():
         out.append(_segmentation(layout, config, oof, rows))
     return "".join(out)
