@@ -79,7 +79,7 @@ def init(folder: Path, *overrides: str) -> dict:
 
 def run(folder: Path, tmp_path: Path, *overrides: str) -> tuple[pd.DataFrame, Path]:
     run_dir = tmp_path / "run"
-    assert main(["run", str(folder / "recipe.yaml"), f"run_dir={run_dir}", *FAST, *overrides]) == 0
+    assert main(["run", str(folder / "recipe.yaml"), f"run_dir={run_dir}", *overrides, *FAST]) == 0
     return pd.read_csv(run_dir / "submission.csv"), run_dir
 
 
