@@ -146,7 +146,8 @@ class Classifier(nn.Module):
         return self._unscale(out)
 
     def _unscale(self, z: Tensor) -> Tensor:
-        return self.target_mean.to(z.dtype) + self.target_std.to(z.dtype) * z
+        # In float32 even under autocast: bf16 resolves 150 months only to the nearest 1.
+        return self.target_mean + self.target_std * z.float()
 
     def _logits(self, image: Tensor, meta: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         if self.aux_head is not None:
