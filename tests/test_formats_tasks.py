@@ -199,3 +199,48 @@ def test_regression_output_is_unscaled_and_the_loss_is_standardised():
             recipe_from_dict({"name": "r", "task": "regression", "loss": [{"name": "ce"}]}, "t").loss,
             "regression",
         )
+
+
+def test_under_bf16_autocast_the_unscaled_output_stays_float32():
+    recipe = recipe_from_dict(
+        {"name": "r", "task": "regression", "model": {"backbone": "resnet10t", "pretrained": False}}, "t"
+    )
+    model = create_model(recipe, 1).eval()
+    model.set_target_scale(150.0, 40.0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 3, 32, 32))
+    assert out.dtype == torch.float32
+
+
+def test_a_multiclass_model_submits_ordinal_grades_by_its_expected_grade():
+    from medals.post.ordinal import apply_cutpoints, expected_grade, fit_cutpoints
+    from medals.stages.submit_numeric import ordinal_submission, value_submission
+
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 3, 90)
+    logits = rng.normal(size=(90, 3)) + 1.5 * np.eye(3)[truth]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ids = [f"i{k}" for k in range(90)]
+    train = pd.DataFrame({"id": ids[:60], "label": truth[:60], "target": truth[:60] * 10.0})
+    columns = {f"p_{k}": probs[:, k] for k in range(3)}
+    frame = pd.DataFrame({"id": ids, **columns})
+    oof, test = frame.iloc[:60].reset_index(drop=True), frame.iloc[60:].reset_index(drop=True)
+    recipe = recipe_from_dict(
+        {"name": "m", "task": "multiclass", "data": {"classes": [0, 1, 2]}, "submit": {"kind": "ordinal"}},
+        "t",
+    )
+    labels = {"classes": ["0", "1", "2"], "num_classes": 3}
+    sub = ordinal_submission(recipe, train, test, oof, labels, ["id", "grade"])
+    cuts = fit_cutpoints(truth[:60], expected_grade(probs[:60]), 3)
+    assert sub["grade"].tolist() == [str(g) for g in apply_cutpoints(expected_grade(probs[60:]), cuts)]
+    rounded = recipe_from_dict(
+        {"name": "m", "task": "multiclass", "submit": {"kind": "ordinal", "cutpoints": "round"}}, "t"
+    )
+    sub = ordinal_submission(rounded, train, test, None, labels, ["id", "grade"])
+    assert sub["grade"].tolist() == [str(g) for g in np.rint(expected_grade(probs[60:])).astype(int)]
+    with pytest.raises(MedalsError, match="no OOF predictions"):
+        ordinal_submission(recipe, train, test, None, labels, ["id", "grade"])
+    # A regression value clipped to the training targets' range (0..20 here).
+    regression = recipe_from_dict({"name": "r", "task": "regression", "submit": {"clip": "train"}}, "t")
+    values = pd.DataFrame({"id": ["a", "b", "c"], "p_0": [-5.0, 7.5, 31.0]})
+    assert value_submission(regression, train, values, ["id", "v"])["v"].tolist() == [0.0, 7.5, 20.0]
