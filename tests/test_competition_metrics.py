@@ -142,6 +142,16 @@ def test_a_metric_that_does_not_fit_the_task_is_refused_when_the_recipe_loads():
         )
     with pytest.raises(MedalsError, match="'kappa' is not a known metric"):
         recipe_from_dict({"name": "a", "task": "ordinal", "metrics": {"main": "kappa"}}, "r")
+    with pytest.raises(MedalsError, match="logloss_weights names 'any', which is not one of the classes"):
+        recipe_from_dict(
+            {
+                "name": "a",
+                "task": "multilabel",
+                "data": {"classes": ["epidural"]},
+                "metrics": {"logloss_weights": {"any": 2}},
+            },
+            "r",
+        )
     with pytest.raises(MedalsError, match="set submit.target_class"):
         recipe_from_dict({"name": "a", "task": "multiclass", "metrics": {"extra": ["pauc"]}}, "r")
     recipe = recipe_from_dict(

@@ -148,6 +148,16 @@ class Recipe(Strict):
                 check_metric(base, self.task, f"train.checkpoints[{i}].metric")
             if "mode" not in rule.model_fields_set and metric_direction(metric) == "min":
                 rule.mode = "min"
+        weights = self.metrics.logloss_weights
+        if weights and self.task != "multilabel":
+            raise ValueError("metrics.logloss_weights (one weight per class column) is for task multilabel")
+        if weights and (self.data.classes or self.data.num_classes):
+            names = [str(c) for c in self.data.classes or range(self.data.num_classes or 0)]
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"metrics.logloss_weights names '{unknown[0]}', which is not one of the classes"
+                )
         named = {*self.metrics.extra, self.main_metric, *(r.metric for r in self.train.checkpoints)}
         one_class = sorted(named & {"pauc", "pf1"})
         if self.task == "multiclass" and one_class and self.submit.target_class is None:

@@ -355,6 +355,8 @@ def score_pooled(
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
         best, dice = sweep_pixel_threshold(probs, truth, _COARSE_GRID, size=recipe.metrics.dice_size)
         out.update({"dice_best": dice[best], "pixel_threshold_best": best})
+    if recipe.submit_kind == "ordinal":
+        out.update(fitted_qwk(recipe, truth, probs))
     if recipe.metrics.rank and recipe.task != "segmentation":
         ranked = np.empty_like(probs, dtype=np.float64)
         for fold in np.unique(folds):
@@ -363,3 +365,21 @@ def score_pooled(
         on_ranks = score(recipe, rows, truth, ranked, positive)
         out.update({f"{key}_rank": value for key, value in on_ranks.items() if key.startswith("auc")})
     return out
+
+
+def fitted_qwk(recipe: Recipe, truth, probs) -> dict[str, float]:
+    """QWK of the pooled OOF predictions cut at cut-points fitted on those same rows (what submit does
+    with submit.cutpoints 'oof'): an optimistic CV, reported beside the rounded qwk as qwk_oof_cuts."""
+    from medals.post.ordinal import apply_cutpoints, expected_grade, fit_cutpoints
+
+    if recipe.task == "ordinal":
+        k = len(recipe.data.classes) if recipe.data.classes else int(np.max(truth)) + 1
+        pred = np.asarray(probs, dtype=np.float64).reshape(len(probs), -1)[:, 0]
+    else:  # a multiclass model submitted as grades: its expected grade
+        k, pred = np.asarray(probs).shape[1], expected_grade(probs)
+    grades = apply_cutpoints(pred, fit_cutpoints(truth, pred, k))
+    return {
+        "qwk_oof_cuts": compute(["qwk"], "ordinal", truth, grades[:, None], MetricContext(num_grades=k))[
+            "qwk"
+        ]
+    }
