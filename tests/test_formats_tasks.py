@@ -245,3 +245,23 @@ def test_a_multiclass_model_submits_ordinal_grades_by_its_expected_grade():
     regression = recipe_from_dict({"name": "r", "task": "regression", "submit": {"clip": "train"}}, "t")
     values = pd.DataFrame({"id": ["a", "b", "c"], "p_0": [-5.0, 7.5, 31.0]})
     assert value_submission(regression, train, values, ["id", "v"])["v"].tolist() == [0.0, 7.5, 20.0]
+
+
+def test_compare_puts_the_lowest_rmse_first(tmp_path):
+    from medals.files import write_json
+    from medals.stages.compare import compare_table
+
+    folders = []
+    for name, rmse in (("a", 9.0), ("b", 4.0), ("c", 6.5)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"name": name, "task": "regression"}))
+        write_json(folder / "metrics.json", {"folds": {"0": {"rmse": rmse}}, "pooled": {"rmse": rmse}})
+        folders.append(folder)
+    assert compare_table(folders)["run"].tolist() == ["b", "c", "a"]
+    (tmp_path / "a" / "config.yaml").write_text(
+        yaml.safe_dump({"name": "a", "task": "binary", "metrics": {"main": "auc"}})
+    )
+    write_json(tmp_path / "a" / "metrics.json", {"folds": {}, "pooled": {"auc": 0.9}})
+    frame = compare_table(folders)
+    assert frame["metric"].tolist() == ["auc", "rmse", "rmse"] and frame["run"].tolist() == ["a", "b", "c"]
