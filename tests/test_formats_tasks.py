@@ -43,7 +43,7 @@ def _images(folder: Path, ids: list[str], values: np.ndarray, rng: np.random.Gen
 
 def bone_age_folder(root: Path, n_train: int = 40, n_test: int = 12) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    months = rng.uniform(10, 220, n_train + n_test).round(1)
+    months = rng.integers(10, 221, n_train + n_test)  # whole months, as RSNA bone age gives them
     ids = [str(1377 + i) for i in range(n_train + n_test)]
     male = rng.integers(0, 2, n_train + n_test)
     _images(root / "train", ids[:n_train], (months[:n_train] - 10) / 210, rng)
@@ -154,6 +154,8 @@ def test_init_task_override_and_wrong_declarations(tmp_path, capsys):
     assert yaml.safe_load((data / "recipe.yaml").read_text())["task"] == "regression"
     bone = tmp_path / "boneage"
     bone_age_folder(bone, n_train=10, n_test=4)
+    train = pd.read_csv(bone / "train.csv")
+    train.assign(boneage=train["boneage"] + 0.5).to_csv(bone / "train.csv", index=False)  # not grades
     capsys.readouterr()
     assert main(["init", str(bone), "task=ordinal"]) == 2
     err = capsys.readouterr().err.strip()
@@ -265,3 +267,27 @@ def test_compare_puts_the_lowest_rmse_first(tmp_path):
     write_json(tmp_path / "a" / "metrics.json", {"folds": {}, "pooled": {"auc": 0.9}})
     frame = compare_table(folders)
     assert frame["metric"].tolist() == ["auc", "rmse", "rmse"] and frame["run"].tolist() == ["a", "b", "c"]
+
+
+def test_numeric_target_rules():
+    from medals.data.inspect_numeric import numeric_target
+
+    def read(values, task=None, sample=("0",), name="diagnosis", classes=None):
+        return numeric_target(
+            "train.csv", name, pd.Series(values, dtype=str), pd.Series(sample), task, classes
+        )
+
+    assert read(["0", "1", "2", "3", "4"]).task == "ordinal"
+    assert read(["0", "1", "2", "3", "4"], name="label") is None  # no grade-like name: classes
+    assert read(["0", "1", "2", "3", "4"], sample=("0.25",)) is None  # the sample wants probabilities
+    assert read(["0", "1"]) is None  # two values: a binary task
+    assert read([str(v) for v in range(30)], name="label").task == "regression"  # many numbers
+    assert read(["1.5", "2"], name="label").task == "regression"  # fractions
+    assert read(["1", "2", "5", "3"], task="ordinal").classes == ["1", "2", "3", "5"]
+    found = read(["mild", "severe", "none"], task="ordinal", classes=["none", "mild", "severe"])
+    assert found.classes == ["none", "mild", "severe"]
+    with pytest.raises(MedalsError, match="outside data.classes"):
+        read(["mild", "extreme"], task="ordinal", classes=["none", "mild"])
+    with pytest.raises(MedalsError, match="not whole-number grades"):
+        read(["mild", "none"], task="ordinal")
+    assert read(["0", "1", "2", "3"], task="multiclass") is None

@@ -193,7 +193,9 @@ def _target(cols: Columns, settings: dict[str, Any]) -> None:
     elif labels.map(lambda v: bool(_LABEL_LIST.match(v))).any():
         _multilabel(cols, chosen, labels)
     else:
-        found = numeric_target(str(where), chosen, labels, cols.sample.iloc[:, 1], settings.get("task"))
+        found = numeric_target(
+            str(where), chosen, labels, cols.sample.iloc[:, 1], settings.get("task"), settings.get("classes")
+        )
         if found is None:
             _multiclass(cols, chosen, labels, value)
         else:  # a regression value or ordinal grades (medals.data.inspect_numeric)

@@ -2,7 +2,7 @@
 by quadratic weighted kappa (APTOS, diabetic retinopathy), told apart from class labels.
 
 - Numbers with fractions, or more than MAX_CLASSES distinct values, are a regression target.
-- Integer grades 0..K-1 (K >= 3) under a grade-like column name (diagnosis, level, ...) whose sample
+- Whole-number grades 0..K-1 (K >= 3) under a grade-like column name (diagnosis, level, ...) whose sample
   submission names one grade per row are ordinal; other small integers stay classes (multiclass).
 - `task=regression`, `task=ordinal` or `task=multiclass` on the command line decides instead; a
   declaration the column cannot satisfy is refused with one sentence.
@@ -28,12 +28,15 @@ def _numbers(labels: pd.Series) -> pd.Series | None:
     return numbers if len(numbers) and numbers.notna().all() else None
 
 
-def _integer_grades(numbers: pd.Series | None) -> list[str] | None:
-    """["0", "1", ..., "K-1"] when the values are exactly the integers 0..K-1, else None."""
+def _integer_grades(numbers: pd.Series | None, from_zero: bool = True) -> list[str] | None:
+    """The grades in order ("0", "1", ...) when the values are whole numbers (with from_zero: exactly
+    0..K-1), else None."""
     if numbers is None or (numbers != numbers.round()).any():
         return None
     values = sorted(int(v) for v in numbers.unique())
-    return [str(v) for v in values] if values == list(range(len(values))) else None
+    if from_zero and values != list(range(len(values))):
+        return None
+    return [str(v) for v in values]
 
 
 @dataclass
@@ -46,10 +49,16 @@ class NumericTarget:
 
 
 def numeric_target(
-    where: str, column: str, labels: pd.Series, sample_values: pd.Series, task: str | None
+    where: str,
+    column: str,
+    labels: pd.Series,
+    sample_values: pd.Series,
+    task: str | None,
+    classes: list | None = None,
 ) -> NumericTarget | None:
     """A regression or ordinal reading of the target column `labels` (text cells); None leaves it to
-    the class-label rules. `where` names the CSV for messages; `task` is a task=... override, if any."""
+    the class-label rules. `where` names the CSV for messages; `task` is a task=... override, if any;
+    `classes` a data.classes override (ordinal: the grades in order, for text grades)."""
     where = f"{where} column '{column}'"
     numbers = _numbers(labels)
     if task == "regression":
@@ -60,10 +69,19 @@ def numeric_target(
             )
         return _regression(numbers, "task=regression was given")
     if task == "ordinal":
-        grades = _integer_grades(numbers)
+        if classes:  # the grades' order declared: every value must be one of them
+            named = [str(c) for c in classes]
+            unknown = sorted(set(labels[labels.str.strip() != ""]) - set(named))
+            if unknown:
+                raise MedalsError(f"{where} has values outside data.classes {named}: {show_values(unknown)}")
+            return _ordinal(named, "task=ordinal and data.classes were given")
+        grades = _integer_grades(numbers, from_zero=False)
         if grades is None:
             shown = show_values(sorted(labels.unique()))
-            raise MedalsError(f"{where} holds {shown}, not the integer grades 0..K-1 that task=ordinal needs")
+            raise MedalsError(
+                f"{where} holds {shown}, not whole-number grades: set data.classes=[...] in grade order "
+                "for task=ordinal"
+            )
         return _ordinal(grades, "task=ordinal was given")
     if task is not None or numbers is None:
         return None
