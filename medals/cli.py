@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="settle a choice or change a key, e.g. data.label_column=grade",
+        help="settle a choice or change a key, e.g. data.label_column=grade or task=ordinal",
     )
     init.add_argument("--out", type=Path, help="recipe file to write (default: FOLDER/recipe.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite the recipe file if it exists")

@@ -56,7 +56,7 @@ def test_wrong_type_names_key_value_and_file(tmp_path):
 
 def test_wrong_literal_and_missing_required(tmp_path):
     with pytest.raises(MedalsError, match="task"):
-        load_recipe(write(tmp_path, {"name": "x", "task": "regression"}))
+        load_recipe(write(tmp_path, {"name": "x", "task": "detection"}))
     with pytest.raises(MedalsError, match="missing required key 'name'"):
         load_recipe(write(tmp_path, {"task": "multiclass"}))
 

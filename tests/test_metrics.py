@@ -203,8 +203,8 @@ def test_task_metrics_segmentation():
 
 
 def test_task_metrics_errors():
-    with pytest.raises(MedalsError, match="unknown task 'regression'"):
-        task_metrics("regression", np.zeros(2), np.zeros((2, 2)))
+    with pytest.raises(MedalsError, match="unknown task 'detection'"):
+        task_metrics("detection", np.zeros(2), np.zeros((2, 2)))
     with pytest.raises(MedalsError, match="3 true values but 2 predictions"):
         task_metrics("multiclass", np.zeros(3), np.zeros((2, 2)))
 

@@ -61,6 +61,8 @@ DEFAULT_AUGMENT: dict[str, list[dict[str, Any]]] = {
     "binary": _CLASSIFY,
     "multiclass": _CLASSIFY,
     "multilabel": _CLASSIFY,
+    "regression": _CLASSIFY,
+    "ordinal": _CLASSIFY,
     "segmentation": [
         {"name": "HorizontalFlip", "p": 0.5},
         _MILD_AFFINE,

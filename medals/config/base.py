@@ -7,8 +7,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 # binary: one logit, sigmoid and BCE, of the second of two classes; multiclass: one logit per class, softmax.
-Task = Literal["binary", "multiclass", "multilabel", "segmentation"]
+# regression: one number per image (a "target" column in the table), standardised for training;
+# ordinal: one grade per image of an ordered class list, regressed on the class index and cut into
+# grades by cut-points fitted on OOF (medals.post.ordinal).
+Task = Literal["binary", "multiclass", "multilabel", "segmentation", "regression", "ordinal"]
 LABEL_TASKS = ("binary", "multiclass")  # one class label per image (a "label" column in the table)
+NUMERIC_TASKS = ("regression", "ordinal")  # one regression output per image (a "target" column)
 
 
 RleFormat = Literal["siim", "row", "column"]

@@ -18,6 +18,25 @@ class MetricsConfig(Strict):
     # Segmentation: Dice after downsampling probabilities and truth to this side (PTX scored at 128);
     # evaluate then also sweeps the pixel threshold (dice_best at pixel_threshold_best).
     dice_size: int | None = Field(None, ge=8)
+    # The metric checkpoints (by default), init, report and compare rank by; None: the task's
+    # (MAIN_METRIC). Any name of medals.config.metric_names for the task, computed even if not in extra.
+    main: str | None = None
+    # Metrics computed beside the task's own, e.g. [qwk, pauc] (medals.config.metric_names).
+    extra: list[str] = Field(default_factory=list)
+    # pauc: the TPR floor above which the ROC area is taken (ISIC 2024: 0.8, scores in 0..0.2).
+    pauc_min_tpr: float = Field(0.8, ge=0.0, lt=1.0)
+    # logloss of a multilabel task: a weight per class name (others 1), e.g. {any: 2} (RSNA ICH).
+    logloss_weights: dict[str, float] = Field(default_factory=dict)
+
+
+# Metrics keys added after runs existed, with their defaults: left out of the stage digests at their
+# default, so runs made before them keep their digests (and their trained folds).
+LATER_METRICS_DEFAULTS: dict[str, Any] = {
+    "main": None,
+    "extra": [],
+    "pauc_min_tpr": 0.8,
+    "logloss_weights": {},
+}
 
 
 # Infer settings added after runs existed, with their defaults: left out of the dump (and so out of every
@@ -46,3 +65,8 @@ class InferConfig(Strict):
             if key in out and out[key] == default:
                 del out[key]
         return out
+
+
+def without_later_defaults(values: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """A dumped section as the digests see it: the keys of `later` left out where they hold their default."""
+    return {key: value for key, value in values.items() if key not in later or value != later[key]}

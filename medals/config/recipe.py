@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from medals.config.base import LABEL_TASKS, Strict, Task
 from medals.config.data import DataConfig
 from medals.config.infer import InferConfig, MetricsConfig
+from medals.config.metric_names import METRIC_NAMES, base_name, check_metric, metric_direction
 from medals.config.model import ModelConfig
 from medals.config.search import PolicySearchConfig
 from medals.config.split import SplitConfig
@@ -19,7 +20,30 @@ from medals.config.train import LossTerm, TrainConfig
 RESERVED_CHECKPOINTS = ("last", "final", "swa")
 
 # The metric each task is scored by (checkpoints, init, report and compare read it here).
-MAIN_METRIC = {"binary": "auc", "multiclass": "auc", "multilabel": "f1_macro", "segmentation": "dice"}
+MAIN_METRIC = {
+    "binary": "auc",
+    "multiclass": "auc",
+    "multilabel": "f1_macro",
+    "segmentation": "dice",
+    "regression": "rmse",
+    "ordinal": "qwk",
+}
+
+# The submission kinds each task may write (the first is its default).
+SUBMIT_KINDS = {
+    "binary": ("probability", "label"),
+    "multiclass": ("probability", "label", "ordinal"),
+    "multilabel": ("multilabel",),
+    "segmentation": ("rle",),
+    "regression": ("value",),
+    "ordinal": ("ordinal", "value"),
+}
+
+
+def main_metric_of(config: dict) -> str:
+    """The main metric of a dumped recipe (config.yaml): metrics.main, else the task's."""
+    main = (config.get("metrics") or {}).get("main")
+    return main or MAIN_METRIC.get(config.get("task"), "auc")
 
 
 class Recipe(Strict):
@@ -60,6 +84,7 @@ class Recipe(Strict):
             raise ValueError("model.aux_head needs model.head 'attention'")
         if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
             raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        self._check_metrics()
         submit = self.submit
         if submit.target_class is not None and submit.target_classes is not None:
             raise ValueError("give submit.target_class or submit.target_classes, not both")
@@ -69,6 +94,22 @@ class Recipe(Strict):
             raise ValueError(
                 "submit.kind 'label' (the most probable class) is for tasks binary and multiclass"
             )
+        if self.submit_kind not in SUBMIT_KINDS[self.task]:
+            raise ValueError(
+                f"submit.kind '{self.submit_kind}' does not fit task '{self.task}': "
+                f"use {' or '.join(SUBMIT_KINDS[self.task])}"
+            )
+        if submit.clip is not None and self.submit_kind != "value":
+            raise ValueError("submit.clip is for submit.kind 'value' (a regression output)")
+        cuts = submit.cutpoints
+        if isinstance(cuts, list):
+            if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ValueError(f"submit.cutpoints {cuts} must be strictly increasing")
+            if self.data.classes and len(cuts) != len(self.data.classes) - 1:
+                raise ValueError(
+                    f"submit.cutpoints has {len(cuts)} values for {len(self.data.classes)} grades: give "
+                    f"{len(self.data.classes) - 1}"
+                )
         if self.task == "binary" and submit.target_classes is not None:
             raise ValueError(
                 "task binary submits the probability of its second class: drop submit.target_classes"
@@ -94,6 +135,37 @@ class Recipe(Strict):
                 f"choose one of {', '.join(kept)}"
             )
         return self
+
+    def _check_metrics(self) -> None:
+        """Metric names that do not fit the task are refused here, not after the first epoch; a checkpoint
+        rule without a mode takes its metric's direction (rmse: min)."""
+        if self.metrics.main is not None:
+            check_metric(self.metrics.main, self.task, "metrics.main")
+        for i, name in enumerate(self.metrics.extra):
+            check_metric(name, self.task, f"metrics.extra[{i}]")
+        for i, rule in enumerate(self.train.checkpoints):
+            metric = rule.metric or self.main_metric
+            base = base_name(metric)
+            if base in METRIC_NAMES:
+                check_metric(base, self.task, f"train.checkpoints[{i}].metric")
+            if "mode" not in rule.model_fields_set and metric_direction(metric) == "min":
+                rule.mode = "min"
+        weights = self.metrics.logloss_weights
+        if weights and self.task != "multilabel":
+            raise ValueError("metrics.logloss_weights (one weight per class column) is for task multilabel")
+        if weights and (self.data.classes or self.data.num_classes):
+            names = [str(c) for c in self.data.classes or range(self.data.num_classes or 0)]
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"metrics.logloss_weights names '{unknown[0]}', which is not one of the classes"
+                )
+        named = {*self.metrics.extra, self.main_metric, *(r.metric for r in self.train.checkpoints)}
+        one_class = sorted(named & {"pauc", "pf1"})
+        if self.task == "multiclass" and one_class and self.submit.target_class is None:
+            raise ValueError(
+                f"metric '{one_class[0]}' of a multiclass task scores one class: set submit.target_class"
+            )
 
     @property
     def kept_checkpoints(self) -> list[str]:
@@ -126,14 +198,8 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
-        return MAIN_METRIC[self.task]
+        return self.metrics.main or MAIN_METRIC[self.task]
 
     @property
     def submit_kind(self) -> str:
-        default = {
-            "binary": "probability",
-            "multiclass": "probability",
-            "multilabel": "multilabel",
-            "segmentation": "rle",
-        }
-        return self.submit.kind or default[self.task]
+        return self.submit.kind or SUBMIT_KINDS[self.task][0]

@@ -44,8 +44,10 @@ class NeighboursConfig(Strict):
 
 
 class SubmitConfig(Strict):
-    # default by task; "label": the most probable class's name per row (multiclass)
-    kind: Literal["probability", "label", "multilabel", "rle"] | None = None
+    # default by task; "label": the most probable class's name per row (multiclass); "value": the
+    # regression output (regression); "ordinal": an integer grade, the prediction (ordinal) or the
+    # expected grade sum_k k p_k (multiclass) cut at submit.cutpoints
+    kind: Literal["probability", "label", "multilabel", "rle", "value", "ordinal"] | None = None
     target_class: str | int | None = None  # probability: which class's probability (a name, or an index)
     # probability: the sum of these classes' probabilities, e.g. [2, 3] for P(grade >= 2)
     target_classes: list[str | int] | None = None
@@ -65,4 +67,14 @@ class SubmitConfig(Strict):
     # stacked gate) is above this; otherwise the image is submitted empty.
     gate_threshold: float | None = Field(None, ge=0, le=1)
     file: str = "submission.csv"
+    # value: "train" clips predictions to the training targets' range; None leaves them as predicted.
+    clip: Literal["train"] | None = None
+    # ordinal: the K-1 cut-points between grades (in class-index units): "oof" fits them on the OOF
+    # predictions to maximise QWK (the APTOS/DR "optimised rounder"), "round" keeps the midpoints
+    # 0.5, 1.5, ..., or a list of numbers.
+    cutpoints: Literal["oof", "round"] | list[float] = "oof"
     neighbours: NeighboursConfig | None = None  # HPA1 nearest-neighbour replacement (multilabel)
+
+
+# Submit keys added after runs existed, with their defaults (left out of the submit digest there).
+LATER_SUBMIT_DEFAULTS: dict[str, Any] = {"clip": None, "cutpoints": "oof"}

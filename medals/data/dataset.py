@@ -20,7 +20,7 @@ from medals.data.io import read_image, read_mask
 from medals.data.rle import decode_many, is_empty
 from medals.errors import MedalsError
 
-TASKS = ("binary", "multiclass", "multilabel", "segmentation")
+TASKS = ("binary", "multiclass", "multilabel", "segmentation", "regression", "ordinal")
 
 
 def meta_columns(table: pd.DataFrame) -> list[str]:
@@ -104,6 +104,13 @@ class ImageDataset(Dataset):
         elif self.task == "multilabel":
             _require(table, "labels", self.task)
             self.labels = _multi_hot(table, self.num_classes)
+        elif self.task in ("regression", "ordinal"):
+            _require(table, "target", self.task)
+            labels = table["target"].to_numpy(dtype=np.float32)
+            if not np.isfinite(labels).all():
+                row = int(np.flatnonzero(~np.isfinite(labels))[0])
+                raise MedalsError(f"image {self.ids[row]}: target {labels[row]} is not a number")
+            self.labels = labels
         else:
             if "rle" not in table.columns and "mask_path" not in table.columns:
                 raise MedalsError("the segmentation table has neither an 'rle' nor a 'mask_path' column")
@@ -182,6 +189,8 @@ class ImageDataset(Dataset):
             out["target"] = torch.tensor(self.labels[index], dtype=torch.int64)
         elif self.with_target and self.task == "multilabel":
             out["target"] = torch.from_numpy(self.labels[index])
+        elif self.with_target and self.task in ("regression", "ordinal"):
+            out["target"] = torch.tensor(self.labels[index], dtype=torch.float32)
         if self.meta is not None:
             out["meta"] = torch.from_numpy(self.meta[index])
         return out

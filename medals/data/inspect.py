@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from medals.data.csv import read_csv
+from medals.data.inspect_numeric import numeric_target
 from medals.data.labels import show_values
 from medals.data.meta import value_key
 from medals.errors import MedalsError
@@ -192,7 +193,15 @@ def _target(cols: Columns, settings: dict[str, Any]) -> None:
     elif labels.map(lambda v: bool(_LABEL_LIST.match(v))).any():
         _multilabel(cols, chosen, labels)
     else:
-        _multiclass(cols, chosen, labels, value)
+        found = numeric_target(
+            str(where), chosen, labels, cols.sample.iloc[:, 1], settings.get("task"), settings.get("classes")
+        )
+        if found is None:
+            _multiclass(cols, chosen, labels, value)
+        else:  # a regression value or ordinal grades (medals.data.inspect_numeric)
+            cols.task, cols.label_column = Finding(found.task, found.why), chosen
+            cols.classes = found.classes
+            cols.submit_kind = Finding(found.submit_kind, found.kind_why)
 
 
 def _segmentation(cols: Columns, column: str | None, labels: pd.Series) -> None:

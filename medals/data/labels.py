@@ -87,3 +87,29 @@ def group_rle(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, list
     rle = joined.reindex(first[data.id_column]).tolist()
     has_mask = [int(any(p not in ("", "-1") for p in text.split("|"))) for text in rle]
     return first, rle, has_mask
+
+
+def numeric_targets(
+    frame: pd.DataFrame, data: DataConfig, csv_name: str, task: str
+) -> tuple[np.ndarray, list[str]]:
+    """(float target per row, classes): regression's numbers, or ordinal's class index per row (the
+    grades ordered as data.classes, else by value)."""
+    if task == "ordinal":
+        index, classes = multiclass_labels(frame, data, csv_name)
+        if len(classes) < 2:
+            raise MedalsError(
+                f"task ordinal needs 2 or more grades; {csv_name} column '{data.label_column}' has {len(classes)}"
+            )
+        return index.astype(np.float64), classes
+    raw = frame[data.label_column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        shown = list(
+            dict.fromkeys("(missing)" if value_key(v) is None else str(v) for v in raw[bad].tolist())
+        )
+        raise MedalsError(
+            f"{csv_name} column '{data.label_column}' has {int(bad.sum())} values that are not numbers, "
+            f"which task regression needs: {show_values(shown)}"
+        )
+    return values, [str(data.label_column)]

@@ -36,10 +36,16 @@ def _num_classes(recipe: Recipe) -> int | None:
 
 
 def _strata(table: pd.DataFrame, recipe: Recipe) -> np.ndarray:
-    """The single label a stratified split balances: the class, or has_mask for segmentation."""
-    column = "has_mask" if recipe.task == "segmentation" else "label"
+    """The single label a stratified split balances: the class, has_mask for segmentation, the grade
+    (ordinal), or the target's quintile (regression)."""
+    column = {"segmentation": "has_mask", "regression": "target", "ordinal": "target"}.get(
+        recipe.task, "label"
+    )
     if column not in table.columns:
         raise MedalsError(f"split.method '{recipe.split.method}' needs the table column '{column}'")
+    if recipe.task == "regression":
+        ranks = table[column].rank(method="first").to_numpy()
+        return np.minimum((ranks - 1) * 5 // len(table), 4).astype(np.int64)
     return table[column].to_numpy()
 
 

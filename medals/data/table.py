@@ -20,7 +20,7 @@ from medals.config import DataConfig, Recipe
 from medals.data.corrections import apply_label_corrections
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
-from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, show_values
+from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, numeric_targets, show_values
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.errors import MedalsError
 
@@ -37,7 +37,11 @@ RESERVED = {
     "mask_path",
     "has_mask",
     "group",
+    "target",
 }
+
+# Tasks whose training rows carry a label column: one class, several classes, or a number.
+LABELLED = ("binary", "multiclass", "multilabel", "regression", "ordinal")
 
 
 # ---- reading the CSVs ----------------------------------------------------------------------
@@ -65,7 +69,7 @@ def _required(recipe: Recipe, split: str) -> list[str]:
     )
     templates = [(template, key)]
     if split == "train":
-        if recipe.task in ("binary", "multiclass", "multilabel"):
+        if recipe.task in LABELLED:
             names.append(data.label_column)
         if recipe.task == "segmentation" and data.mask_column:
             names.append(data.mask_column)
@@ -85,7 +89,7 @@ def _required(recipe: Recipe, split: str) -> list[str]:
 
 def _check_recipe(recipe: Recipe) -> None:
     data = recipe.data
-    if recipe.task in ("binary", "multiclass", "multilabel") and not data.label_column:
+    if recipe.task in LABELLED and not data.label_column:
         raise MedalsError(f"task '{recipe.task}' needs data.label_column (the CSV column holding the labels)")
     if recipe.task == "multilabel" and data.num_classes is None and not data.classes:
         raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
@@ -231,6 +235,9 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
         out["label"] = frame["__label"].to_numpy(np.int64) if split == "train" else np.full(n, -1, np.int64)
     elif recipe.task == "multilabel":
         out["labels"] = multilabel_labels(frame, data, csv_name) if split == "train" else [""] * n
+    elif recipe.task in ("regression", "ordinal"):
+        # regression: the value; ordinal: the class index as a number (what the model regresses on)
+        out["target"] = frame["__target"].to_numpy(np.float64) if split == "train" else np.full(n, np.nan)
     else:
         if data.mask_column:
             out["rle"] = frame["__rle"].tolist() if split == "train" else [""] * n
@@ -286,6 +293,8 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
                 f"task binary needs 2 classes; {train_name} column '{data.label_column}' has {len(classes)} "
                 f"({show_values(classes)}): use task multiclass"
             )
+    elif recipe.task in ("regression", "ordinal"):
+        train["__target"], classes = numeric_targets(train, data, train_name, recipe.task)
     parts = [_part(recipe, train, "train", train_name)]
     if test is not None and len(test):
         parts.append(_part(recipe, test, "test", test_name))
@@ -336,6 +345,8 @@ def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[
     data = recipe.data
     if recipe.task == "segmentation":
         return ["mask"]
+    if recipe.task == "regression":
+        return [data.label_column or "target"]
     if data.classes:
         return list(data.classes)
     if recipe.task == "multilabel":

@@ -24,10 +24,13 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def activation(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Probabilities from logits: softmax over classes for multiclass, sigmoid otherwise."""
+    """Probabilities from logits: softmax over classes for multiclass, sigmoid otherwise; a regression or
+    ordinal output is the prediction itself (the model returns it in the target's units)."""
     logits = logits.float()
     if task == "multiclass":
         return torch.softmax(logits, dim=1)
+    if task in ("regression", "ordinal"):
+        return logits
     return torch.sigmoid(logits)
 
 

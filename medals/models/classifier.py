@@ -60,6 +60,7 @@ class Classifier(nn.Module):
         meta_dropout: float = 0.3,
         stem_pool: bool = False,
         aux_head: bool = False,
+        output_scale: bool = False,
     ) -> None:
         super().__init__()
         # num_classes=0 makes timm return pooled features (or, with global_pool="", the map); the head is ours.
@@ -94,8 +95,24 @@ class Classifier(nn.Module):
             # The penultimate feature stage (inception_v3: Mixed_6e, as in the HPA3 solution).
             self.aux_head = AttentionHead(int(self.backbone.feature_info[-2]["num_chs"]), num_classes)
 
+        # Regression and ordinal tasks: the head predicts the standardised target and forward returns
+        # target_mean + target_std * it, so every prediction is in the target's units. The two buffers
+        # are set from the fold's training targets (set_target_scale) and saved with the weights.
+        self.output_scale = output_scale
+        if output_scale:
+            self.register_buffer("target_mean", torch.zeros(1))
+            self.register_buffer("target_std", torch.ones(1))
+
+    def set_target_scale(self, mean: float, std: float) -> None:
+        if not self.output_scale:
+            raise MedalsError("set_target_scale is for a classifier built with output_scale")
+        self.target_mean.fill_(float(mean))
+        self.target_std.fill_(float(std))
+
     @classmethod
-    def from_config(cls, cfg: ModelConfig, num_classes: int, n_meta: int = 0) -> Classifier:
+    def from_config(
+        cls, cfg: ModelConfig, num_classes: int, n_meta: int = 0, output_scale: bool = False
+    ) -> Classifier:
         return cls(
             cfg.backbone,
             num_classes,
@@ -111,6 +128,7 @@ class Classifier(nn.Module):
             meta_dropout=cfg.meta_dropout,
             stem_pool=cfg.stem_pool,
             aux_head=cfg.aux_head,
+            output_scale=output_scale,
         )
 
     def features(self, image: Tensor) -> Tensor:
@@ -120,6 +138,18 @@ class Classifier(nn.Module):
         return self.backbone(image)
 
     def forward(self, image: Tensor, meta: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        out = self._logits(image, meta)
+        if not self.output_scale:
+            return out
+        if isinstance(out, tuple):
+            return self._unscale(out[0]), self._unscale(out[1])
+        return self._unscale(out)
+
+    def _unscale(self, z: Tensor) -> Tensor:
+        # In float32 even under autocast: bf16 resolves 150 months only to the nearest 1.
+        return self.target_mean + self.target_std * z.float()
+
+    def _logits(self, image: Tensor, meta: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         if self.aux_head is not None:
             fmap, (penultimate, _) = self.backbone.forward_intermediates(image, indices=2)
             return self.head(fmap), self.aux_head(penultimate)

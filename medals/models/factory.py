@@ -8,6 +8,7 @@ import timm
 from torch import nn
 
 from medals.config import Recipe
+from medals.config.base import NUMERIC_TASKS
 from medals.errors import MedalsError
 from medals.models.classifier import Classifier
 from medals.models.segmenter import Segmenter
@@ -49,7 +50,8 @@ def create_model(
                 raise MedalsError("model.head is 'meta' but there are no meta features (set data.meta)")
             if not cfg.meta_hidden or min(cfg.meta_hidden) < 1:
                 raise MedalsError(f"model.meta_hidden {cfg.meta_hidden} must list positive layer sizes")
-        model: nn.Module = Classifier.from_config(cfg, num_classes, n_meta)
+        numeric = recipe.task in NUMERIC_TASKS  # one output, in the target's units
+        model: nn.Module = Classifier.from_config(cfg, num_classes, n_meta, output_scale=numeric)
         if cfg.weights:
             load_local_weights(model.backbone, _weights_path(recipe), cfg.weights_mapping)
         return model

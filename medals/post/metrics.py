@@ -12,14 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from medals.config import Recipe
+from medals.config.metric_names import METRIC_NAMES, default_metrics
 from medals.errors import MedalsError
+from medals.post.dice import (  # noqa: F401 - the Dice functions are scored and imported from here too
+    best_threshold,
+    dice_at_size,
+    dice_per_image,
+    downsample,
+    mean_dice,
+    sweep_pixel_threshold,
+    threshold_grid,
+)
+from medals.post.metric_registry import MetricContext, compute, numeric_metrics
 
 DEFAULT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
 
@@ -117,104 +127,6 @@ def search_thresholds(truth: np.ndarray, probs: np.ndarray, grid: np.ndarray | N
     return grid[distance.argmin(axis=1)]
 
 
-def dice_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Dice of each image of bool stacks [N, ...]: both empty = 1, exactly one empty = 0."""
-    pred = np.asarray(pred).astype(bool)
-    truth = np.asarray(truth).astype(bool)
-    if pred.shape != truth.shape:
-        raise MedalsError(f"predicted masks {pred.shape} and true masks {truth.shape} differ in shape")
-    pred = pred.reshape(len(pred), -1)
-    truth = truth.reshape(len(truth), -1)
-    intersection = (pred & truth).sum(axis=1)
-    total = pred.sum(axis=1) + truth.sum(axis=1)
-    # With one mask empty the intersection is 0 while the total is not, so the formula gives 0 there.
-    return np.where(total > 0, 2.0 * intersection / np.maximum(total, 1), 1.0)
-
-
-def mean_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean(dice_per_image(pred, truth)))
-
-
-def downsample(images: np.ndarray, size: int = 128) -> np.ndarray:
-    """Bilinear resize of a stack [N, H, W] to float32 [N, size, size] (half-pixel centres, no antialias).
-
-    cv2.resize (INTER_LINEAR) one image at a time rather than one batched torch interpolate: both
-    sample the same points as torch's align_corners=False (agreeing to ~1e-7 at 1024 -> 128, ~1e-5 at
-    non-integer factors), but only one image at a time is converted to float32, so memory-mapped float16
-    stacks of thousands of 1024x1024 masks never get a full float32 copy, and this module stays
-    free of torch.
-    """
-    images = np.asarray(images)  # a memory map stays a view, not a copy
-    if images.ndim != 3:
-        raise MedalsError(f"images to downsample must be an [N, H, W] stack, got shape {images.shape}")
-    if int(size) != size or size < 1:
-        raise MedalsError(f"downsample size must be a positive integer, got {size}")
-    size = int(size)
-    out = np.empty((len(images), size, size), dtype=np.float32)
-    for i in range(len(images)):
-        image = np.asarray(images[i], dtype=np.float32)
-        # dsize is (width, height); a same-size resize returns the image unchanged.
-        out[i] = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-    return out
-
-
-def _small_truth(truth: np.ndarray, size: int | None) -> np.ndarray:
-    """Truth masks at ``size``: bilinear on 0/1 floats, then on where strictly above 0.5."""
-    if size is None:
-        return np.asarray(truth).astype(bool)
-    return downsample(truth, size) > 0.5
-
-
-def _check_pair(probs: np.ndarray, truth: np.ndarray) -> None:
-    if np.shape(probs) != np.shape(truth):
-        raise MedalsError(
-            f"mask probabilities {np.shape(probs)} and true masks {np.shape(truth)} differ in shape"
-        )
-
-
-def dice_at_size(probs: np.ndarray, truth: np.ndarray, size: int = 128, threshold: float = 0.5) -> float:
-    """Mean per-image Dice after downsampling probabilities and truth [N, H, W] to ``size`` (PTX's metric).
-
-    Pixels are on where the downsampled probability is above ``threshold`` and the downsampled truth
-    above 0.5; both empty = 1, exactly one empty = 0 (dice_per_image).
-    """
-    _check_pair(probs, truth)
-    return mean_dice(downsample(probs, size) > threshold, _small_truth(truth, size))
-
-
-def _best_threshold(scores: dict[float, float]) -> float:
-    """The threshold with the highest score; ties go to the one nearest 0.5 (as search_thresholds)."""
-    best = max(scores.values())
-    tied = [t for t, value in scores.items() if value >= best - 1e-12]
-    return min(tied, key=lambda t: abs(t - 0.5))
-
-
-def _grid(thresholds: Sequence[float] | np.ndarray) -> np.ndarray:
-    grid = np.asarray(thresholds, dtype=np.float64).ravel()
-    if len(grid) == 0:
-        raise MedalsError("the threshold grid is empty")
-    return grid
-
-
-def sweep_pixel_threshold(
-    probs: np.ndarray,
-    truth: np.ndarray,
-    thresholds: Sequence[float] | np.ndarray,
-    size: int | None = 128,
-) -> tuple[float, dict[float, float]]:
-    """Mean Dice at each pixel threshold: (best threshold, {threshold: dice}).
-
-    Both stacks are downsampled to ``size`` once (None keeps the full size), then every threshold is
-    scored on the small stacks, so the sweep costs one resize, not one per threshold.
-    """
-    _check_pair(probs, truth)
-    grid = _grid(thresholds)
-    small = np.asarray(probs, dtype=np.float32) if size is None else downsample(probs, size)
-    small_truth = _small_truth(truth, size)
-    scores = {float(t): mean_dice(small > t, small_truth) for t in grid}
-    return _best_threshold(scores), scores
-
-
 def sweep_f1(
     truth_binary: np.ndarray, probs: np.ndarray, thresholds: Sequence[float] | np.ndarray
 ) -> tuple[float, dict[float, float]]:
@@ -226,10 +138,10 @@ def sweep_f1(
     probs = np.asarray(probs, dtype=np.float64).ravel()
     if len(truth_binary) != len(probs):
         raise MedalsError(f"{len(truth_binary)} true labels but {len(probs)} probabilities")
-    grid = _grid(thresholds)
+    grid = threshold_grid(thresholds)
     curve = f1_curves(truth_binary[:, None], probs[:, None], grid)[0]
     scores = {float(t): float(value) for t, value in zip(grid, curve, strict=True)}
-    return _best_threshold(scores), scores
+    return best_threshold(scores), scores
 
 
 def percentile_rank(x: np.ndarray) -> np.ndarray:
@@ -242,13 +154,19 @@ def percentile_rank(x: np.ndarray) -> np.ndarray:
 
 
 def task_metrics(
-    task: str, truth: np.ndarray, probs: np.ndarray, positive: int | None = None
+    task: str,
+    truth: np.ndarray,
+    probs: np.ndarray,
+    positive: int | None = None,
+    context: MetricContext | None = None,
 ) -> dict[str, float]:
     """The metrics a task reports; the keys are what checkpoint rules and main_metric name."""
     truth = np.asarray(truth)
     probs = np.asarray(probs)
     if len(truth) != len(probs):
         raise MedalsError(f"{len(truth)} true values but {len(probs)} predictions")
+    if task in ("regression", "ordinal"):
+        return numeric_metrics(task, truth, probs, context or MetricContext(positive=positive))
     if task == "binary":
         p = probs.reshape(len(probs), -1)[:, -1]  # the one sigmoid: P(second class)
         return {"auc": roc_auc(truth == 1, p), "accuracy": float(np.mean((p > 0.5) == (truth == 1)))}
@@ -265,7 +183,9 @@ def task_metrics(
         return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
-    raise MedalsError(f"unknown task '{task}': use binary, multiclass, multilabel or segmentation")
+    raise MedalsError(
+        f"unknown task '{task}': use binary, multiclass, multilabel, segmentation, regression or ordinal"
+    )
 
 
 _COARSE_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -280,10 +200,34 @@ def subset_mask(rows: pd.DataFrame, name: str, query: str) -> np.ndarray:
     return np.asarray(mask, dtype=bool)
 
 
+def metric_context(recipe: Recipe, positive: int | None) -> MetricContext:
+    """What the recipe's metrics need beside truth and predictions (medals.post.metric_registry)."""
+    classes = [str(c) for c in recipe.data.classes] if recipe.data.classes else None
+    weights = None
+    if recipe.metrics.logloss_weights and recipe.task == "multilabel":
+        names = classes or [str(i) for i in range(recipe.data.num_classes or 0)]
+        unknown = sorted(set(recipe.metrics.logloss_weights) - set(names))
+        if unknown:
+            raise MedalsError(f"metrics.logloss_weights names '{unknown[0]}', which is not a class ({names})")
+        weights = np.array([recipe.metrics.logloss_weights.get(name, 1.0) for name in names])
+    return MetricContext(
+        positive=positive,
+        pauc_min_tpr=recipe.metrics.pauc_min_tpr,
+        logloss_weights=weights,
+        num_grades=len(classes) if classes and recipe.task == "ordinal" else None,
+    )
+
+
 def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, float]:
-    out = task_metrics(recipe.task, truth, probs, positive=positive)
+    context = metric_context(recipe, positive)
+    out = task_metrics(recipe.task, truth, probs, positive=positive, context=context)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
         out["dice"] = dice_at_size(probs, truth, recipe.metrics.dice_size)
+    # Asked for: metrics.extra, the main metric, and any registry metric a checkpoint rule names.
+    rules = [rule.metric for rule in recipe.train.checkpoints if rule.metric in METRIC_NAMES]
+    asked = [*recipe.metrics.extra, recipe.main_metric, *rules]
+    wanted = [name for name in asked if name not in out and name not in default_metrics(recipe.task)]
+    out.update(compute(wanted, recipe.task, truth, probs, context))
     return out
 
 
@@ -332,6 +276,8 @@ def score_pooled(
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
         best, dice = sweep_pixel_threshold(probs, truth, _COARSE_GRID, size=recipe.metrics.dice_size)
         out.update({"dice_best": dice[best], "pixel_threshold_best": best})
+    if recipe.submit_kind == "ordinal":
+        out.update(fitted_qwk(recipe, truth, probs))
     if recipe.metrics.rank and recipe.task != "segmentation":
         out.update(rank_metrics(recipe, rows, truth, probs, folds, positive))
     return out
@@ -367,3 +313,21 @@ def rank_metrics(
             sub = dict.fromkeys(whole, float("nan"))
         out.update({f"{key}_{name}_rank": float(v) for key, v in sub.items() if key.startswith("auc")})
     return out
+
+
+def fitted_qwk(recipe: Recipe, truth, probs) -> dict[str, float]:
+    """QWK of the pooled OOF predictions cut at cut-points fitted on those same rows (what submit does
+    with submit.cutpoints 'oof'): an optimistic CV, reported beside the rounded qwk as qwk_oof_cuts."""
+    from medals.post.ordinal import apply_cutpoints, expected_grade, fit_cutpoints
+
+    if recipe.task == "ordinal":
+        k = len(recipe.data.classes) if recipe.data.classes else int(np.max(truth)) + 1
+        pred = np.asarray(probs, dtype=np.float64).reshape(len(probs), -1)[:, 0]
+    else:  # a multiclass model submitted as grades: its expected grade
+        k, pred = np.asarray(probs).shape[1], expected_grade(probs)
+    grades = apply_cutpoints(pred, fit_cutpoints(truth, pred, k))
+    return {
+        "qwk_oof_cuts": compute(["qwk"], "ordinal", truth, grades[:, None], MetricContext(num_grades=k))[
+            "qwk"
+        ]
+    }

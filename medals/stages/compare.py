@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medals.config.recipe import MAIN_METRIC
+from medals.config.metric_names import metric_direction
+from medals.config.recipe import main_metric_of
 from medals.errors import MedalsError
 from medals.files import read_json
 from medals.stages.pipeline import STAGES
@@ -56,11 +57,12 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def scored_metric(config: dict) -> str:
-    """The metric a run is scored by: its task's main metric; a multiclass run that submits labels is
-    scored by accuracy, not by a class's AUC."""
-    if config.get("task") == "multiclass" and (config.get("submit") or {}).get("kind") == "label":
+    """The metric a run is scored by: metrics.main, else its task's main metric; a multiclass run that
+    submits labels is scored by accuracy, not by a class's AUC."""
+    label_run = config.get("task") == "multiclass" and (config.get("submit") or {}).get("kind") == "label"
+    if label_run and not (config.get("metrics") or {}).get("main"):
         return "accuracy"
-    return MAIN_METRIC.get(config.get("task"), "auc")
+    return main_metric_of(config)
 
 
 def _speed(folder: Path) -> dict[str, float]:
@@ -103,7 +105,11 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
         for key in differ:
             row[key] = values.get(key, "(unset)")
         rows.append(row)
-    frame = pd.DataFrame(rows).sort_values("cv", ascending=False, na_position="last").reset_index(drop=True)
+    frame = pd.DataFrame(rows)
+    # Best first by each run's own metric: higher is better except for errors and losses (rmse, logloss).
+    sign = frame["metric"].map(lambda name: 1.0 if metric_direction(name) == "min" else -1.0)
+    frame = frame.assign(_key=frame["cv"] * sign).sort_values("_key", na_position="last", kind="stable")
+    frame = frame.drop(columns="_key").reset_index(drop=True)
     return frame.dropna(axis=1, how="all")
 
 

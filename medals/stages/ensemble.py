@@ -33,6 +33,12 @@ def run_ensemble(
     tasks = {recipe.task for recipe in recipes}
     if len(tasks) != 1:
         raise MedalsError(f"recipes of different tasks cannot be ensembled: {sorted(tasks)}")
+    if method != "mean" and (
+        recipes[0].task in ("regression", "ordinal") or recipes[0].submit_kind == "ordinal"
+    ):
+        raise MedalsError(
+            "regression and ordinal predictions are ensembled by 'mean' only (ranks lose their units)"
+        )
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
@@ -77,10 +83,11 @@ def run_ensemble(
         },
     )
     oof = holdout = None
-    if first.task == "multilabel":
-        # Every threshold is fitted on the ensemble's own OOF and hold-out predictions (combined by the
-        # same method and weights as the test), never on the first member's.
+    # OOF predictions for what submit fits on them (multilabel thresholds, ordinal cut-points) are the
+    # ensemble's own, combined by the same method and weights as the test, never the first member's.
+    if first.task == "multilabel" or first.submit_kind == "ordinal":
         oof = _combined(layouts, "oof", method, weights, drop=["fold"])
+    if first.task == "multilabel":
         holdout = _combined(layouts, "holdout", method, weights)
         if holdout is not None:
             write_parquet(out_dir / "holdout.parquet", holdout)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from medals.config import apply_override, parse_override, recipe_from_dict
+from medals.config.metric_names import metric_direction
 from medals.config.recipe import MAIN_METRIC
 from medals.data.inspect import Columns, read_columns
 from medals.data.inspect_images import DICOM_EXTS, TIFF_EXTS, find_images, find_masks, index_files
@@ -59,9 +60,10 @@ def _split(cols: Columns) -> tuple[str, str]:
         if group:
             return "grouped", f"images of one '{group}' stay in one fold"
         return "stratified", "balances images with and without a mask across folds"
+    balanced = {"regression": "the target's quintiles", "ordinal": "grades"}.get(cols.task.value, "classes")
     if group:
-        return "stratified_grouped", f"classes balanced, images of one '{group}' in one fold"
-    return "stratified", "classes balanced across folds"
+        return "stratified_grouped", f"{balanced} balanced, images of one '{group}' in one fold"
+    return "stratified", f"{balanced} balanced across folds"
 
 
 def _meta(cols: Columns) -> dict[str, Any] | None:
@@ -134,7 +136,7 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         why["data.cache_size"] = (
             "prepare decodes and resizes every image once; training reads the small copies"
         )
-    meta = _meta(cols) if task in ("binary", "multiclass") else None
+    meta = _meta(cols) if task in ("binary", "multiclass", "regression", "ordinal") else None
     if meta:
         data["meta"] = meta
         why["data.meta"] = "columns of both the training and the test CSV, fed to the model beside the image"
@@ -158,7 +160,7 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         "optimizer": "adamw",
         "lr": 3.0e-4,
         "schedule": {"name": "warmup_cosine", "warmup_epochs": 1},
-        "checkpoints": [{"name": "best", "metric": metric, "mode": "max"}],
+        "checkpoints": [{"name": "best", "metric": metric, "mode": metric_direction(metric) or "max"}],
     }
     why["train.image_size"] = (
         f"the largest of {', '.join(map(str, SIZES))} not above the images' side ({side} px)"
@@ -169,6 +171,9 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     why["infer.tta"] = "the image and its mirror; 8 (all flips and transposes) for images with no up or left"
     submit: dict[str, Any] = {"kind": cols.submit_kind.value}
     why["submit.kind"] = cols.submit_kind.why
+    if task == "regression":
+        submit["clip"] = "train"
+        why["submit.clip"] = "predictions outside the training targets' range are clipped to it"
     if cols.target_class is not None:
         submit["target_classes"] = [cols.target_class]
         why["submit.target_classes"] = cols.why.get("target_class", "")
@@ -211,6 +216,8 @@ def run_init(folder: Path, out: Path | None, overrides: list[str], force: bool =
     for path, value in parsed:
         if path[0] == "data" and len(path) == 2:
             settings[path[1]] = value
+        if path == ["task"]:  # a declared task decides how the target is read
+            settings["task"] = value
     tree, why = build_tree(root, settings)
     out = (out or root / "recipe.yaml").resolve()
     if out.exists() and not force:

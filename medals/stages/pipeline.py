@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from medals.config import Recipe, digest_train, dump_recipe
+from medals.config.infer import LATER_METRICS_DEFAULTS, without_later_defaults
+from medals.config.submit import LATER_SUBMIT_DEFAULTS
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
 from medals.runtime.distributed import run_on_main
@@ -48,6 +50,9 @@ def stage_digest(recipe: Recipe, stage: str) -> str:
     dumped = recipe.model_dump(mode="json")
     payload = {name: dumped[name] for name in _INPUTS[stage]}
     payload["data_root"] = str(recipe.data_root)
+    for section, later in (("metrics", LATER_METRICS_DEFAULTS), ("submit", LATER_SUBMIT_DEFAULTS)):
+        if section in payload:  # keys added later are digested only when set, so old runs stay valid
+            payload[section] = without_later_defaults(payload[section], later)
     if stage == "prepare":
         payload["normalize"] = recipe.train.normalize  # "dataset" makes prepare measure channel stats
     if stage == "search":

@@ -17,6 +17,7 @@ import numpy as np
 
 from medals.augment.policy import HPA3_OPS, Policy, policy_to_spec, random_policy, rank_key, write_policies
 from medals.config import Recipe, apply_override, recipe_from_dict
+from medals.config.metric_names import metric_direction
 from medals.errors import MedalsError
 from medals.stages.common import positive_index, read_labels, say, train_rows_with_folds
 from medals.stages.layout import RunLayout
@@ -210,6 +211,8 @@ def default_score_fn(
         name = metric or candidate.main_metric
         if name not in metrics:
             raise MedalsError(f"policy search metric '{name}' is not computed (have: {', '.join(metrics)})")
-        return float(metrics[name])
+        # The search keeps the highest scores: a lower-is-better metric (rmse, a loss) is negated.
+        sign = -1.0 if metric_direction(name) == "min" else 1.0
+        return sign * float(metrics[name])
 
     return score

@@ -13,6 +13,7 @@ from medals.config import Recipe
 from medals.errors import MedalsError
 from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
 from medals.stages.layout import RunLayout
+from medals.stages.submit_numeric import ordinal_submission, value_submission
 from medals.stages.truth import class_truth
 
 
@@ -102,6 +103,10 @@ def write_recipe_submission(
         sub = _label(test, labels, columns)
     elif kind == "multilabel":
         sub = _multilabel(recipe, layout, rows, test, oof, holdout, labels, columns)
+    elif kind == "value":
+        sub = value_submission(recipe, rows.train, test, columns)
+    elif kind == "ordinal":
+        sub = ordinal_submission(recipe, rows.train, test, oof, labels, columns)
     else:
         sub = _rle(recipe, rows, test, masks, columns)
     write_submission(sub, sample_path, out_path)

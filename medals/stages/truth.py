@@ -12,6 +12,10 @@ from medals.data.splits import multi_hot
 def class_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
     if recipe.task in ("multiclass", "binary"):
         return rows["label"].to_numpy(dtype=np.int64)
+    if recipe.task == "regression":
+        return rows["target"].to_numpy(dtype=np.float64)
+    if recipe.task == "ordinal":  # the class index
+        return rows["target"].to_numpy(dtype=np.float64).round().astype(np.int64)
     return multi_hot(rows["labels"], num_classes)
 
 

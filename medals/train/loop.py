@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from medals.config import Recipe, digest_train
+from medals.config.infer import LATER_METRICS_DEFAULTS, without_later_defaults
 from medals.errors import MedalsError
 from medals.runtime import distributed
 from medals.runtime.checkpoint import load_checkpoint
@@ -115,7 +116,7 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
         "model": dumped["model"],
         "loss": dumped["loss"],
         "train": train,
-        "metrics": dumped["metrics"],
+        "metrics": without_later_defaults(dumped["metrics"], LATER_METRICS_DEFAULTS),
         "augment_files": augment_files_digest(recipe),
         "fold": int(fold),
         "rows": hashlib.sha256("\n".join(rows).encode()).hexdigest(),

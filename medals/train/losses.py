@@ -28,7 +28,13 @@ DEFAULT_TERMS: dict[str, list[LossTerm]] = {
     "multiclass": [LossTerm(name="ce")],
     "multilabel": [LossTerm(name="bce")],
     "segmentation": [LossTerm(name="bce"), LossTerm(name="dice")],
+    "regression": [LossTerm(name="mse")],
+    "ordinal": [LossTerm(name="mse")],
 }
+
+# Losses on a regression output (regression and ordinal tasks), and only those there.
+REGRESSION_LOSSES = ("mse", "mae", "smooth_l1")
+NUMERIC_TASKS = ("regression", "ordinal")
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
@@ -138,6 +144,39 @@ def soft_dice(
         if clamp:
             score = torch.clamp(score, 0.0, 1.0 - DICE_CLAMP_EPS)
         return 1 - score
+
+    return fn
+
+
+def _scaled_errors(prediction: Tensor, batch: dict, target_std: float) -> Tensor:
+    """(prediction - target) / std, float32 [B]: errors of the standardised target, so the learning rate
+    means the same whatever the target's units (the model's outputs are in those units)."""
+    target = batch["target"].float().reshape(-1)
+    return (prediction.float().reshape(-1) - target) / target_std
+
+
+@register_loss("mse")
+def mse(task: str, target_std: float = 1.0) -> LossFn:
+    """Mean squared error of the standardised target."""
+    return lambda prediction, batch: _scaled_errors(prediction, batch, target_std).pow(2).mean()
+
+
+@register_loss("mae")
+def mae(task: str, target_std: float = 1.0) -> LossFn:
+    """Mean absolute error of the standardised target (L1)."""
+    return lambda prediction, batch: _scaled_errors(prediction, batch, target_std).abs().mean()
+
+
+@register_loss("smooth_l1")
+def smooth_l1(task: str, beta: float = 1.0, target_std: float = 1.0) -> LossFn:
+    """Huber-like smooth L1 of the standardised target: quadratic within `beta` (in standard
+    deviations), linear beyond."""
+    if beta <= 0:
+        raise MedalsError(f"loss 'smooth_l1' param beta must be positive, got {beta}")
+
+    def fn(prediction: Tensor, batch: dict) -> Tensor:
+        errors = _scaled_errors(prediction, batch, target_std)
+        return F.smooth_l1_loss(errors, torch.zeros_like(errors), beta=beta)
 
     return fn
 
@@ -265,19 +304,29 @@ class LossSum:
         return total
 
 
-def _make_term(term: LossTerm, index: int, task: str) -> LossFn:
+def _make_term(term: LossTerm, index: int, task: str, target_std: float = 1.0) -> LossFn:
     factory = LOSSES.get(term.name)
     if factory is None:
         raise MedalsError(
             f"loss[{index}].name {term.name!r} is not a known loss; known: {', '.join(sorted(LOSSES))}"
         )
-    accepted = [p for p in inspect.signature(factory).parameters if p != "task"]
+    if (task in NUMERIC_TASKS) != (term.name in REGRESSION_LOSSES):
+        fits = (
+            "regression and ordinal" if term.name in REGRESSION_LOSSES else "classification and segmentation"
+        )
+        raise MedalsError(
+            f"loss[{index}] {term.name!r} is for {fits} tasks, not {task!r}"
+            + (f": use {', '.join(REGRESSION_LOSSES)}" if task in NUMERIC_TASKS else "")
+        )
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("task", "target_std")]
     unknown = sorted(set(term.params) - set(accepted))
     if unknown:
         raise MedalsError(
             f"loss[{index}] ({term.name}) has unknown param {unknown[0]!r}; accepted: {', '.join(accepted) or 'none'}"
         )
     params: dict[str, Any] = dict(term.params)
+    if term.name in REGRESSION_LOSSES:
+        params["target_std"] = target_std
     return factory(task, **params)
 
 
@@ -289,8 +338,11 @@ def term_names(terms: list[LossTerm] | None, task: str) -> list[str]:
     ]
 
 
-def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
-    """fn(logits, batch) -> scalar: the weighted sum of `terms`, or the task default when None."""
+def build_loss(terms: list[LossTerm] | None, task: str, target_std: float = 1.0) -> LossSum:
+    """fn(logits, batch) -> scalar: the weighted sum of `terms`, or the task default when None.
+
+    target_std: regression and ordinal tasks divide errors by the training targets' standard deviation.
+    """
     if terms is None:
         terms = DEFAULT_TERMS[task]
     if not terms:
@@ -299,5 +351,5 @@ def build_loss(terms: list[LossTerm] | None, task: str) -> LossSum:
     for i, (term, name) in enumerate(zip(terms, term_names(terms, task), strict=True)):
         # The image-level logit is a binary classifier whatever the task; an aux head shares the main task.
         term_task = "binary" if term.output == "cls" else task
-        built.append((name, term.weight, _make_term(term, i, term_task), term.output))
+        built.append((name, term.weight, _make_term(term, i, term_task, target_std), term.output))
     return LossSum(built)

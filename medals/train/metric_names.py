@@ -7,6 +7,7 @@ only after the first epoch of fold 0, when earlier folds may already have been c
 from __future__ import annotations
 
 from medals.config import Recipe
+from medals.config.metric_names import default_metrics, metrics_for_task
 from medals.errors import MedalsError
 from medals.post.metrics import CLS_METRICS, TASK_METRICS
 from medals.train.losses import term_names
@@ -14,7 +15,14 @@ from medals.train.losses import term_names
 
 def epoch_metric_names(recipe: Recipe) -> list[str]:
     """The log-row keys a checkpoint rule may pick (medals.train.epoch / validation build that row)."""
-    task = list(TASK_METRICS[recipe.task])
+    # What medals.post.metrics._metrics computes: the task's own, then the registry's defaults, the
+    # metrics asked for, and any registry metric of the task a checkpoint rule names.
+    fits = metrics_for_task(recipe.task)
+    rules = [rule.metric for rule in recipe.train.checkpoints if rule.metric in fits]
+    asked = [*default_metrics(recipe.task), *recipe.metrics.extra, recipe.main_metric, *rules]
+    task = list(
+        dict.fromkeys([*TASK_METRICS.get(recipe.task, ()), *(name for name in asked if name in fits)])
+    )
     names = ["train_loss", "val_loss", *task]
     for subset in recipe.metrics.subsets:
         names += [f"{key}_{subset}" for key in task]

@@ -95,7 +95,9 @@ def build_run(
         tensorboard_class()  # missing tensorboard is an error before the model is built
     num_classes = _resolve_num_classes(recipe, num_classes)
     metas = list(meta_columns(train_rows))
-    model = create_model(recipe, num_classes, n_meta=len(metas)).to(device)
+    model = create_model(recipe, num_classes, n_meta=len(metas))
+    target_std = set_target_scale(recipe, model, train_rows)
+    model = model.to(device)
     runtime = resolve_runtime(recipe, device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -130,7 +132,7 @@ def build_run(
         train_forward=torch.compile(model) if runtime.compile else model,
         prepare_train=prepare_train,
         prepare_val=prepare_val,
-        loss_fn=build_loss(recipe.loss, recipe.task),
+        loss_fn=build_loss(recipe.loss, recipe.task, target_std=target_std),
         train_set=train_set,
         val_rows=val_rows,
         val_loader=fold_loader(recipe, val_set, shuffle=False, seed=recipe.seed + fold),
@@ -143,6 +145,19 @@ def build_run(
         sample_weights=weights,
         train_rows=train_rows,
     )
+
+
+def set_target_scale(recipe: Recipe, model: nn.Module, train_rows: pd.DataFrame) -> float:
+    """Regression and ordinal: standardise by the fold's training targets (mean, std kept in the model's
+    buffers, so its outputs are in the target's units); returns the std the losses divide errors by
+    (1.0 for the other tasks)."""
+    if recipe.task not in ("regression", "ordinal"):
+        return 1.0
+    values = train_rows["target"].to_numpy(dtype=float)
+    mean, std = float(values.mean()), float(values.std())
+    std = std if std > 0 else 1.0  # one value only: nothing to scale
+    model.set_target_scale(mean, std)
+    return std
 
 
 def fold_loader(recipe: Recipe, dataset, shuffle: bool, seed: int, weights=None):

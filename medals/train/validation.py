@@ -48,6 +48,10 @@ def validate(run: Run) -> tuple[float, dict[str, float]]:
         elif task == "multilabel":
             probs.append(prob.cpu().numpy())
             truths.append(batch["target"].cpu().numpy().astype(np.uint8))
+        elif task in ("regression", "ordinal"):  # values [B, 1]; ordinal truth: the class index
+            probs.append(prob.cpu().numpy())
+            target = batch["target"].cpu().numpy()
+            truths.append(target.astype(np.int64) if task == "ordinal" else target.astype(np.float64))
         else:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
             probs.append(prob[:, 0].to(torch.float16).cpu().numpy())

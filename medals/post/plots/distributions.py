@@ -123,3 +123,15 @@ def areas(truth: np.ndarray, predicted: np.ndarray) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return png(fig)
+
+
+def predicted_vs_true(truth: np.ndarray, pred: np.ndarray, name: str) -> bytes:
+    """Regression and ordinal OOF predictions against the truth, with the identity line."""
+    fig, ax = subplots(figsize=(4.4, 4.0))
+    ax.scatter(truth, pred, s=8, alpha=0.5)
+    low, high = float(min(np.min(truth), np.min(pred))), float(max(np.max(truth), np.max(pred)))
+    ax.plot([low, high], [low, high], "k--", linewidth=1, label="prediction = truth")
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title="OOF predictions against the truth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return png(fig)

@@ -54,6 +54,7 @@ def run_sections(run: RunView) -> list[str]:
     from medals.stages.report.classification import multilabel_section, single_label_section
     from medals.stages.report.data_summary import data_section
     from medals.stages.report.metrics import metrics_section
+    from medals.stages.report.numeric import numeric_section
     from medals.stages.report.overview import recipe_summary, stages
     from medals.stages.report.segmentation import segmentation_section
     from medals.stages.report.test_side import test_section
@@ -68,6 +69,8 @@ def run_sections(run: RunView) -> list[str]:
             "multiclass": single_label_section,
             "multilabel": multilabel_section,
             "segmentation": segmentation_section,
+            "regression": numeric_section,
+            "ordinal": numeric_section,
         }.get(run.task)
         if predictions is not None:
             out.append(predictions(run, plots))

@@ -82,4 +82,8 @@ def blend_cv(info: dict) -> dict[str, float]:
         from medals.data.splits import multi_hot
 
         return task_metrics("multilabel", multi_hot(rows["labels"], labels["num_classes"]), probs)
+    if info["task"] == "regression":
+        return task_metrics("regression", rows["target"].to_numpy(np.float64), probs)
+    if info["task"] == "ordinal":
+        return task_metrics("ordinal", rows["target"].to_numpy(np.float64).round().astype(np.int64), probs)
     return task_metrics(info["task"], rows["label"].to_numpy(np.int64), probs)

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from medals.config import Recipe
-from medals.config.recipe import MAIN_METRIC
+from medals.config.recipe import main_metric_of
 from medals.files import read_json
 from medals.stages.layout import RunLayout
 
@@ -32,7 +32,7 @@ class RunView:
 
     @property
     def main_metric(self) -> str:
-        return MAIN_METRIC.get(self.task, "auc")
+        return main_metric_of(self.config)
 
     @cached_property
     def recipe(self) -> Recipe:
