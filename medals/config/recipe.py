@@ -58,7 +58,17 @@ class Recipe(Strict):
             raise ValueError("model.aux_head needs model.head 'attention'")
         if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
             raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        if self.data.prediction_id and self.task == "segmentation":
+            raise ValueError(
+                "data.prediction_id (several images, one submission row) is for classification tasks"
+            )
         submit = self.submit
+        per_class = self.data.target_layout != "column" and self.task != "segmentation"
+        if per_class and self.submit_kind != "probability":
+            raise ValueError(
+                f"data.target_layout '{self.data.target_layout}' submits one probability per class: "
+                "submit.kind must be probability"
+            )
         if submit.target_class is not None and submit.target_classes is not None:
             raise ValueError("give submit.target_class or submit.target_classes, not both")
         if submit.target_classes is not None and not submit.target_classes:
@@ -134,4 +144,6 @@ class Recipe(Strict):
             "multilabel": "multilabel",
             "segmentation": "rle",
         }
+        if self.data.target_layout != "column" and self.task != "segmentation":
+            default["multilabel"] = "probability"  # one probability per class column (or row)
         return self.submit.kind or default[self.task]

@@ -42,6 +42,20 @@ def auc_one_vs_rest(truth: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(defined)) if defined else float("nan")
 
 
+def auc_macro(truth_multi_hot: np.ndarray, probs: np.ndarray) -> float:
+    """Mean column-wise ROC AUC (RANZCR CLiP's score): the AUC of each column of a multi-hot truth [N, K]
+    against its probabilities, averaged over the columns whose truth holds both values."""
+    truth = np.asarray(truth_multi_hot).astype(bool)
+    probs = np.asarray(probs, dtype=np.float64)
+    if truth.shape != probs.shape or truth.ndim != 2:
+        raise MedalsError(
+            f"auc_macro needs truth and probabilities of one shape [N, K], got {truth.shape}, {probs.shape}"
+        )
+    scores = [roc_auc(truth[:, k], probs[:, k]) for k in range(truth.shape[1])]
+    defined = [value for value in scores if not np.isnan(value)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def accuracy(truth: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(truth).ravel()))
 
@@ -251,7 +265,11 @@ def task_metrics(
         return {"auc": auc, "accuracy": accuracy(truth, probs)}
     if task == "multilabel":
         thresholds = search_thresholds(truth, probs)
-        return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
+        return {
+            "f1_macro": f1_macro(truth, probs, thresholds),
+            "f1_macro_05": f1_macro(truth, probs, 0.5),
+            "auc_macro": auc_macro(truth, probs),
+        }
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
     raise MedalsError(f"unknown task '{task}': use binary, multiclass, multilabel or segmentation")
