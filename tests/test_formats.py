@@ -402,6 +402,20 @@ TRUTH = {
 }
 
 
+def test_init_uses_the_image_templates_it_is_given(tmp_path, capsys):
+    """Overrides settle the search itself: with two copies of the test images, init reads the one it is told."""
+    import shutil
+
+    root, _ = build("zero_padded_ids", tmp_path)
+    shutil.copytree(root / "test", root / "test_full")
+    assert init(root)["data"]["test_image_path"] == "test/{id:05d}.png"  # the first found
+    tree = init(root, "data.test_image_path=test_full/{id:05d}.png", "--force")
+    assert tree["data"]["test_image_path"] == "test_full/{id:05d}.png"
+    assert (
+        "init: test images: test_full/{id:05d}.png (data.test_image_path as given)" in capsys.readouterr().out
+    )
+
+
 # A declaration that does not fit the folder: (folder, verb, overrides, words of the one sentence).
 WRONG = [
     ("ranzcr_wide_multilabel", "init", ["data.classes=[ETT, NGT]"], "are not the value columns"),

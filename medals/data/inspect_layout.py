@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import permutations
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -120,7 +121,9 @@ def infer_layout(
     if declared == "wide" or (declared is None and sample.shape[1] > 2):
         classes = _wide(train, sample, names, settings)
         layout = Layout("wide", train, test, id_column, classes)
-        layout.why["target_layout"] = f"one 0/1 column per class in {names['train']} and {names['sample']}"
+        layout.why["target_layout"] = (
+            f"one 0/1 column per class in {Path(names['train']).name} and {Path(names['sample']).name}"
+        )
         return layout
     value = str(sample.columns[-1])
     if id_column in train.columns and declared in (None, "long"):
@@ -162,7 +165,8 @@ def infer_layout(
         image = settings.get("id_column") or _image_column(train, test, names)
         layout = Layout("column", train, test, image, prediction_id=template)
         layout.why["prediction_id"] = (
-            f"the sample's '{sample_id}' is {template} of {names['test']}'s rows: several images, one row"
+            f"the sample's '{sample_id}' is {template} of {Path(names['test']).name}'s rows: several images, "
+            "one row"
         )
         layout.why["id_column"] = f"names one image per row of both CSVs ('{sample_id}' names the group)"
         return layout
