@@ -186,7 +186,11 @@ def wide_task(frame: pd.DataFrame, classes: list[str], where: str, task: str | N
     if task:
         return task, f"set on the command line ({len(classes)} class columns)"
     if (ones == 1).all():
-        return "multiclass", f"exactly one 1 per row among {len(classes)} class columns (one-hot): softmax"
+        return (
+            "multiclass",
+            f"exactly one 1 per row among {len(classes)} class columns (one-hot): softmax; "
+            "task=multilabel if the columns are independent",
+        )
     return (
         "multilabel",
         f"{len(classes)} independent 0/1 columns ({int((ones != 1).sum())} rows not one-hot): a sigmoid each",
