@@ -97,6 +97,7 @@ KINDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FOLDERS))
 def test_init_then_run_writes_the_samples_format(name, tmp_path, capsys):
     root, expected = build(name, tmp_path)
@@ -198,3 +199,26 @@ def test_a_wrong_declaration_gets_one_sentence(name, verb, overrides, words, tmp
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("medals: error: ") and err.count("\n") == 0 and words in err, err
+
+
+def test_init_refuses_what_it_cannot_tell_apart(tmp_path, capsys):
+    """One sentence naming the key to set: sample ids no column spells; sample columns the CSV lacks."""
+    root, _ = build("rsna_breast_groups", tmp_path)
+    sample = pd.read_csv(root / "sample_submission.csv")
+    sample.assign(prediction_id="P" + sample["prediction_id"]).to_csv(
+        root / "sample_submission.csv", index=False
+    )
+    capsys.readouterr()
+    assert main(["init", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.prediction_id (a template" in err and "data.id_column" in err
+    # The override settles it.
+    tree = init(root, "data.id_column=image_id", "data.prediction_id=P{patient_id}_{laterality}")
+    assert tree["data"]["prediction_id"] == "P{patient_id}_{laterality}"
+
+    root, _ = build("isic2019_one_hot", tmp_path)
+    sample = pd.read_csv(root / "sample_submission.csv")
+    sample.rename(columns={"UNK": "unknown"}).to_csv(root / "sample_submission.csv", index=False)
+    assert main(["init", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'unknown'" in err and "data.target_layout wide" in err and err.count("\n") == 0

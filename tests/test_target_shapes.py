@@ -10,6 +10,7 @@ from medals.config import DataConfig
 from medals.data.target_shapes import layout_submission, pivot_long, sample_ids, wide_target
 from medals.data.templates import render, resolve_paths
 from medals.errors import MedalsError
+from medals.post.groups import aggregate
 
 
 def test_a_long_key_splits_on_the_class_names_even_with_underscores_in_both():
@@ -77,3 +78,11 @@ def test_templates_take_format_specs_and_find_nested_files_by_name(tmp_path):
     (tmp_path / "dicom/s2/r2/a.dcm").write_bytes(b"")
     with pytest.raises(MedalsError, match="two files are named a.dcm"):
         resolve_paths(str(tmp_path), "dicom/**/{id}.dcm", [{"id": "a"}], "k")
+
+
+def test_prediction_groups_combine_their_images_by_mean_or_max():
+    groups = ["10006_L", "10006_R", "10006_L", "10006_L"]
+    probs = np.array([[0.2], [0.9], [0.4], [0.9]])
+    ids, mean = aggregate(groups, probs, "mean")
+    assert ids == ["10006_L", "10006_R"] and mean[:, 0].tolist() == pytest.approx([0.5, 0.9])
+    assert aggregate(groups, probs, "max")[1][:, 0].tolist() == [0.9, 0.9]

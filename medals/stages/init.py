@@ -249,10 +249,20 @@ def _render(tree: dict[str, Any], why: dict[str, str], prefix: str = "", indent:
     return lines
 
 
+TEMPLATE_KEYS = ("image_path", "test_image_path", "mask_path", "prediction_id", "long_key")
+
+
+def _template_override(text: str, path: list[str], value: Any) -> tuple[list[str], Any]:
+    """A template key keeps its text: YAML would read `data.prediction_id={prediction_id}` as a mapping."""
+    if len(path) == 2 and path[0] == "data" and path[1] in TEMPLATE_KEYS and not isinstance(value, str):
+        return path, text.split("=", 1)[1]
+    return path, value
+
+
 def run_init(folder: Path, out: Path | None, overrides: list[str], force: bool = False) -> Path:
     root = folder.resolve()
     settings = {}
-    parsed = [parse_override(text) for text in overrides]
+    parsed = [_template_override(text, *parse_override(text)) for text in overrides]
     for path, value in parsed:
         if path[0] == "data" and len(path) == 2:
             settings[path[1]] = value
