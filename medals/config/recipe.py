@@ -134,6 +134,8 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
+        if self.task == "multilabel" and self.submit_kind == "probability":
+            return "auc_macro"  # probabilities per class column are scored by ranking (RANZCR CLiP)
         return MAIN_METRIC[self.task]
 
     @property
