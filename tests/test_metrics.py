@@ -188,7 +188,9 @@ def test_task_metrics_multilabel():
     truth = (rng.random((200, 4)) < 0.3).astype(np.uint8)
     probs = np.clip(0.25 * truth + 0.6 * rng.random((200, 4)), 0, 1)
     out = task_metrics("multilabel", truth, probs)
-    assert set(out) == {"f1_macro", "f1_macro_05"}
+    assert set(out) == {"f1_macro", "f1_macro_05", "auc_macro"}
+    # RANZCR CLiP's score: the mean of the columns' AUCs (sklearn's macro average)
+    assert out["auc_macro"] == pytest.approx(roc_auc_score(truth, probs, average="macro"))
     assert out["f1_macro_05"] == pytest.approx(f1_score(truth, probs > 0.5, average="macro", zero_division=0))
     assert out["f1_macro"] > out["f1_macro_05"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from medals.config.base import RleFormat, Strict
 
@@ -64,7 +64,15 @@ class LabelCorrections(Strict):
 
 # Data settings added after runs existed, with their defaults: left out of the dump (and so out of every
 # digest) at their default, so runs made before them keep their stamps.
-LATER_DATA_DEFAULTS: dict[str, Any] = {"label_corrections": None}
+LATER_DATA_DEFAULTS: dict[str, Any] = {
+    "label_corrections": None,
+    "target_layout": "column",
+    "long_key": None,
+    "class_column": None,
+    "path_column": None,
+    "prediction_id": None,
+    "prediction_aggregate": "mean",
+}
 
 
 class DataConfig(Strict):
@@ -95,6 +103,21 @@ class DataConfig(Strict):
     cache_size: int | None = Field(None, ge=8)  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
+    # How the training CSV lays out the targets (medals/data/target_shapes.py): "column" (one label column),
+    # "wide" (one 0/1 column per class, the columns named by data.classes: RANZCR CLiP, ISIC 2019) or "long"
+    # (one row per image and class: the key column data.id_column joins them by data.long_key, e.g.
+    # "{image}_{class}" for RSNA ICH's ID_<image>_<subtype>, or the class has its own data.class_column).
+    target_layout: Literal["column", "wide", "long"] = "column"
+    long_key: str | None = None
+    class_column: str | None = None
+    # A CSV column holding each image's path relative to data.root (train and test): the image templates
+    # then default to "{<path_column>}".
+    path_column: str | None = None
+    # Many images, one submission row: a template over CSV columns naming each image's row, e.g.
+    # "{patient_id}_{laterality}" (RSNA breast); its images' probabilities are combined by prediction_aggregate,
+    # in the OOF metrics and in the submission.
+    prediction_id: str | None = None
+    prediction_aggregate: Literal["mean", "max"] = "mean"
     label_corrections: LabelCorrections | None = None
 
     @model_serializer(mode="wrap")
@@ -113,6 +136,25 @@ class DataConfig(Strict):
         if isinstance(value, list):
             return [_cell_text(v) for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _layout_keys(self) -> DataConfig:
+        if self.path_column:
+            template = "{" + self.path_column + "}"
+            for key in ("image_path", "test_image_path"):
+                if key not in self.model_fields_set:
+                    setattr(self, key, template)
+        if self.target_layout == "long" and not (self.long_key or self.class_column):
+            raise ValueError(
+                "data.target_layout 'long' needs data.long_key (e.g. '{image}_{class}') or data.class_column"
+            )
+        if self.long_key and ("{image}" not in self.long_key or "{class}" not in self.long_key):
+            raise ValueError(f"data.long_key '{self.long_key}' needs both {{image}} and {{class}}")
+        if self.target_layout in ("wide", "long") and not self.classes:
+            raise ValueError(
+                f"data.target_layout '{self.target_layout}' needs data.classes (the class columns or key suffixes)"
+            )
+        return self
 
 
 def _cell_text(value: Any) -> Any:

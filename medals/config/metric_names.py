@@ -43,6 +43,13 @@ METRIC_NAMES: dict[str, MetricName] = {
         ),
         MetricName("f1_macro_05", ("multilabel",), "max", "macro F1 at threshold 0.5", ("multilabel",)),
         MetricName(
+            "auc_macro",
+            ("multilabel",),
+            "max",
+            "mean column-wise ROC AUC (RANZCR CLiP), the main metric of a multilabel probability submission",
+            ("multilabel",),
+        ),
+        MetricName(
             "dice", ("segmentation",), "max", "mean Dice per image (both empty = 1)", ("segmentation",)
         ),
         MetricName(

@@ -43,7 +43,13 @@ SUBMIT_KINDS = {
 def main_metric_of(config: dict) -> str:
     """The main metric of a dumped recipe (config.yaml): metrics.main, else the task's."""
     main = (config.get("metrics") or {}).get("main")
-    return main or MAIN_METRIC.get(config.get("task"), "auc")
+    if main:
+        return main
+    kind = (config.get("submit") or {}).get("kind")
+    wide = (config.get("data") or {}).get("target_layout", "column") != "column"
+    if config.get("task") == "multilabel" and (kind == "probability" or (kind is None and wide)):
+        return "auc_macro"  # as Recipe.main_metric
+    return MAIN_METRIC.get(config.get("task"), "auc")
 
 
 class Recipe(Strict):
@@ -84,8 +90,18 @@ class Recipe(Strict):
             raise ValueError("model.aux_head needs model.head 'attention'")
         if any(term.output == "aux" for term in self.loss or []) and not self.model.aux_head:
             raise ValueError("a loss term has output 'aux' but model.aux_head is false")
+        if self.data.prediction_id and self.task == "segmentation":
+            raise ValueError(
+                "data.prediction_id (several images, one submission row) is for classification tasks"
+            )
         self._check_metrics()
         submit = self.submit
+        per_class = self.data.target_layout != "column" and self.task != "segmentation"
+        if per_class and self.submit_kind != "probability":
+            raise ValueError(
+                f"data.target_layout '{self.data.target_layout}' submits one probability per class: "
+                "submit.kind must be probability"
+            )
         if submit.target_class is not None and submit.target_classes is not None:
             raise ValueError("give submit.target_class or submit.target_classes, not both")
         if submit.target_classes is not None and not submit.target_classes:
@@ -198,8 +214,16 @@ class Recipe(Strict):
 
     @property
     def main_metric(self) -> str:
-        return self.metrics.main or MAIN_METRIC[self.task]
+        if self.metrics.main:
+            return self.metrics.main
+        if self.task == "multilabel" and self.submit_kind == "probability":
+            return "auc_macro"  # probabilities per class column are scored by ranking (RANZCR CLiP)
+        return MAIN_METRIC[self.task]
 
     @property
     def submit_kind(self) -> str:
-        return self.submit.kind or SUBMIT_KINDS[self.task][0]
+        if self.submit.kind:
+            return self.submit.kind
+        if self.task == "multilabel" and self.data.target_layout != "column":
+            return "probability"  # one probability per class column (or row)
+        return SUBMIT_KINDS[self.task][0]

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from medals.data.csv import read_csv
+from medals.data.inspect_layout import Layout, infer_layout, wide_task
 from medals.data.inspect_numeric import numeric_target
 from medals.data.labels import show_values
 from medals.data.meta import value_key
@@ -60,6 +61,7 @@ class Columns:
     numeric: dict[str, float] = field(default_factory=dict)  # column -> scale (its largest |value|)
     categorical: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
+    layout: Layout | None = None  # wide or long targets, prediction groups (medals/data/inspect_layout.py)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -123,22 +125,44 @@ def read_columns(
     train_csv, test_csv, sample_csv = find_tables(root, settings)
     train, sample = _read(root / train_csv), _read(root / sample_csv)
     test = sample if test_csv == sample_csv else _read(root / test_csv)
-    if sample.shape[1] != 2:
-        raise MedalsError(
-            f"{root / sample_csv} has {sample.shape[1]} columns ({', '.join(sample.columns)}); medals writes an id "
-            "and one value column"
-        )
-    id_column = settings.get("id_column") or sample.columns[0]
-    for frame, name in ((train, train_csv), (test, test_csv)):
+    names = {"train": str(root / train_csv), "test": str(root / test_csv), "sample": str(root / sample_csv)}
+    layout = infer_layout(train, test, sample, settings, names, test is sample)
+    id_column = layout.id_column
+    for frame, name in ((layout.train, train_csv), (layout.test, test_csv)):
         if id_column not in frame.columns:
             raise MedalsError(
                 f"{root / name} has no column '{id_column}' (the sample submission's id column): set data.id_column"
             )
-    cols = Columns(root, train_csv, test_csv, sample_csv, train, test, sample, id_column, Finding(None, ""))
-    cols.mask_path = masks(train[id_column].astype(str).tolist())
-    _target(cols, settings)
+    test = layout.test  # still the sample itself when that lists the test ids one per row
+    cols = Columns(
+        root, train_csv, test_csv, sample_csv, layout.train, test, sample, id_column, Finding(None, "")
+    )
+    cols.layout = layout
+    cols.mask_path = masks(layout.train[id_column].astype(str).tolist())
+    if layout.kind == "column":
+        _target(cols, settings)
+    else:
+        _per_class(cols, layout, settings)
     _metadata(cols, settings)
     return cols
+
+
+def _per_class(cols: Columns, layout: Layout, settings: dict[str, Any]) -> None:
+    """Wide and long targets: one 0/1 value per image and class, one probability per class submitted."""
+    classes = list(layout.classes or [])
+    cols.task = Finding(
+        *wide_task(layout.train, classes, str(cols.root / cols.train_csv), settings.get("task"))
+    )
+    cols.classes = classes
+    if layout.label_column:
+        cols.label_column = layout.label_column
+        cols.why["label"] = "the value of each image and class"
+    where = (
+        "a column each, in the sample's column order"
+        if layout.kind == "wide"
+        else "a row per image and class"
+    )
+    cols.submit_kind = Finding("probability", f"one probability per class, {where}")
 
 
 def _same_name(name: str, columns) -> str | None:
@@ -293,14 +317,18 @@ def _fractional(values: pd.Series) -> bool:
 
 def _metadata(cols: Columns, settings: dict[str, Any]) -> None:
     """Columns in both the training and the test CSV (beside id and target): features and a group."""
+    taken = {cols.id_column, cols.label_column, cols.mask_column, *(cols.classes or [])}
     if cols.test is cols.sample:
         shared: list[str] = []
     else:
-        taken = {cols.id_column, cols.label_column, cols.mask_column}
         shared = [c for c in cols.train.columns if c in cols.test.columns and c not in taken]
     group = settings.get("group_column")
     if group is None:
-        repeated = [c for c in shared if GROUP_NAMES.search(c) and cols.train[c].duplicated().any()]
+        # A patient column of the training CSV alone (RANZCR's PatientID) still keeps folds apart.
+        train_only = [c for c in cols.train.columns if c not in taken and c not in shared]
+        repeated = [
+            c for c in shared + train_only if GROUP_NAMES.search(c) and cols.train[c].duplicated().any()
+        ]
         group = repeated[0] if repeated else None
     if group is not None:
         cols.group_column = Finding(group, f"'{group}' repeats across rows: its images stay in one fold")

@@ -7,7 +7,6 @@ wrong size) is found here, before any training starts, and reported as one Medal
 from __future__ import annotations
 
 import os
-import string
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +21,8 @@ from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, numeric_targets, show_values
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
+from medals.data.target_shapes import reshape_frames
+from medals.data.templates import render, resolve_paths, template_fields
 from medals.errors import MedalsError
 
 # Columns the table itself defines; a kept CSV column must not shadow one of them.
@@ -38,6 +39,7 @@ RESERVED = {
     "has_mask",
     "group",
     "target",
+    "prediction_id",
 }
 
 # Tasks whose training rows carry a label column: one class, several classes, or a number.
@@ -54,10 +56,7 @@ def _read_csv(path: Path, data: DataConfig) -> pd.DataFrame:
 
 
 def _template_fields(template: str, key: str) -> list[str]:
-    try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    except ValueError as exc:
-        raise MedalsError(f"data.{key} '{template}' is not a valid path template ({exc})") from None
+    return template_fields(template, f"data.{key}")
 
 
 def _required(recipe: Recipe, split: str) -> list[str]:
@@ -80,6 +79,8 @@ def _required(recipe: Recipe, split: str) -> list[str]:
         if recipe.split.method == "fixed" and recipe.split.column:
             names.append(recipe.split.column)
         names += data.keep_columns
+    if data.prediction_id:
+        templates.append((data.prediction_id, "prediction_id"))
     for text, name in templates:
         names += [f for f in _template_fields(text, name) if f not in ("id", "channel")]
     if data.meta:
@@ -166,7 +167,6 @@ def _check_ids(frame: pd.DataFrame, id_column: str, csv_name: str, unique: bool)
 
 def _render_paths(frame: pd.DataFrame, template: str, key: str, recipe: Recipe) -> list[str]:
     data = recipe.data
-    root = str(recipe.data_root)
     fields = _template_fields(template, key)
     channels = data.channels if key != "mask_path" else None
     if channels and "channel" not in fields:
@@ -174,25 +174,16 @@ def _render_paths(frame: pd.DataFrame, template: str, key: str, recipe: Recipe) 
     if "channel" in fields and not channels:
         raise MedalsError(f"data.{key} '{template}' uses {{channel}} but data.channels is not set")
     columns = [f for f in dict.fromkeys(fields) if f not in ("id", "channel")]
-    values = {f: [value_key(v) for v in frame[f].tolist()] for f in columns}
-    ids = frame[data.id_column].tolist()
-
-    def full(rel: str) -> str:
-        return os.path.normpath(os.path.join(root, rel))
-
-    out = []
-    try:
-        for i, id_ in enumerate(ids):
-            fill = {"id": id_, **{f: values[f][i] for f in columns}}
-            if channels:
-                out.append("|".join(full(template.format(channel=c, **fill)) for c in channels))
-            else:
-                out.append(full(template.format(**fill)))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise MedalsError(
-            f"data.{key} '{template}' cannot be filled in ({type(exc).__name__}: {exc})"
-        ) from None
-    return out
+    base = {f: frame[f].tolist() for f in columns}
+    base["id"] = frame[data.id_column].tolist()
+    rows = [dict(zip(base, values, strict=True)) for values in zip(*base.values(), strict=True)]
+    if not channels:
+        return resolve_paths(str(recipe.data_root), template, rows, f"data.{key}")
+    per_channel = [
+        resolve_paths(str(recipe.data_root), template, [{**r, "channel": c} for r in rows], f"data.{key}")
+        for c in channels
+    ]
+    return ["|".join(parts) for parts in zip(*per_channel, strict=True)]
 
 
 def _check_files_exist(paths: Sequence[str], root: Path) -> None:
@@ -248,6 +239,9 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
         # With mask files only, has_mask is filled in by build_table once the masks have been read.
         has_mask = split == "train" and "__has_mask" in frame.columns
         out["has_mask"] = frame["__has_mask"].to_numpy(np.int64) if has_mask else np.zeros(n, np.int64)
+    if data.prediction_id:
+        rows = frame.assign(id=frame[data.id_column]).to_dict("records")
+        out["prediction_id"] = render(data.prediction_id, rows, "data.prediction_id")
     if data.group_column:
         if data.group_column in frame.columns:
             keys = [value_key(v) for v in frame[data.group_column].tolist()]
@@ -267,12 +261,13 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
 
 def build_table(recipe: Recipe) -> pd.DataFrame:
     """Read, check and normalise the competition CSVs into the table (see the module contract)."""
-    _check_recipe(recipe)
-    data = recipe.data
-    root = recipe.data_root
-
     train, train_name, test, test_name = _source_frames(recipe)
+    # Wide and long targets become one label column here; everything below reads the column layout.
+    train, test, data = reshape_frames(recipe, train, test, train_name, test_name)
     train = apply_label_corrections(recipe, train, train_name)
+    recipe = recipe.model_copy(update={"data": data})
+    _check_recipe(recipe)
+    root = recipe.data_root
     train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)

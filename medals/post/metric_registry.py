@@ -82,6 +82,7 @@ FUNCTIONS: dict[str, Callable[[str, np.ndarray, np.ndarray, MetricContext], floa
     "accuracy": None,
     "f1_macro": None,
     "f1_macro_05": None,
+    "auc_macro": None,
     "dice": None,
     "qwk": _qwk,
     "pauc": lambda task, truth, preds, ctx: cm.pauc(

@@ -37,7 +37,7 @@ DEFAULT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
 TASK_METRICS = {
     "binary": ("auc", "accuracy"),
     "multiclass": ("auc", "accuracy"),
-    "multilabel": ("f1_macro", "f1_macro_05"),
+    "multilabel": ("f1_macro", "f1_macro_05", "auc_macro"),
     "segmentation": ("dice",),
 }
 # What cls_metrics adds for a segmentation model's image-level head.
@@ -58,6 +58,20 @@ def auc_one_vs_rest(truth: np.ndarray, probs: np.ndarray) -> float:
     truth = np.asarray(truth).ravel()
     probs = np.asarray(probs)
     scores = [roc_auc(truth == k, probs[:, k]) for k in range(probs.shape[1])]
+    defined = [value for value in scores if not np.isnan(value)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def auc_macro(truth_multi_hot: np.ndarray, probs: np.ndarray) -> float:
+    """Mean column-wise ROC AUC (RANZCR CLiP's score): the AUC of each column of a multi-hot truth [N, K]
+    against its probabilities, averaged over the columns whose truth holds both values."""
+    truth = np.asarray(truth_multi_hot).astype(bool)
+    probs = np.asarray(probs, dtype=np.float64)
+    if truth.shape != probs.shape or truth.ndim != 2:
+        raise MedalsError(
+            f"auc_macro needs truth and probabilities of one shape [N, K], got {truth.shape}, {probs.shape}"
+        )
+    scores = [roc_auc(truth[:, k], probs[:, k]) for k in range(truth.shape[1])]
     defined = [value for value in scores if not np.isnan(value)]
     return float(np.mean(defined)) if defined else float("nan")
 
@@ -180,7 +194,11 @@ def task_metrics(
         return {"auc": auc, "accuracy": accuracy(truth, probs)}
     if task == "multilabel":
         thresholds = search_thresholds(truth, probs)
-        return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
+        return {
+            "f1_macro": f1_macro(truth, probs, thresholds),
+            "f1_macro_05": f1_macro(truth, probs, 0.5),
+            "auc_macro": auc_macro(truth, probs),
+        }
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
     raise MedalsError(

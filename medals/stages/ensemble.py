@@ -43,6 +43,7 @@ def run_ensemble(
     tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
     submitted_only = first.task in ("multiclass", "binary") and first.submit_kind == "probability"
+    submitted_only = submitted_only and first.data.target_layout == "column"  # wide/long: every class
     if submitted_only:
         tests = _submitted_class_only(recipes, layouts, tests)
     masks = None

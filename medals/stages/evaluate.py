@@ -13,6 +13,7 @@ from medals.data.dataset import meta_columns
 from medals.data.splits import HOLDOUT
 from medals.files import write_json, write_npy, write_parquet
 from medals.infer.rows import predict_rows
+from medals.post.groups import group_rows
 from medals.post.metrics import score, score_pooled
 from medals.runtime.distributed import is_main
 from medals.stages.common import (
@@ -55,7 +56,8 @@ def run_evaluate(recipe: Recipe, layout: RunLayout, device) -> dict:
         truth = _truth(recipe, val, num_classes)
         truths.append(truth)
         vals.append(val)
-        per_fold[fold] = score(recipe, val, truth, probs, positive, cls_probs)
+        # With data.prediction_id the metrics are on the submission's rows, each image group combined.
+        per_fold[fold] = score(recipe, *group_rows(recipe, val, truth, probs), positive, cls_probs)
         say(f"evaluate: fold {fold}: {_fmt(per_fold[fold])}")
         frame = _oof_frame(recipe, val, probs, num_classes)
         frame.insert(1, "fold", fold)
@@ -92,7 +94,7 @@ def _score_holdout(recipe, layout, rows, outputs, num_classes, positive) -> dict
     probs = np.mean(outputs, axis=0)
     if is_main():
         write_parquet(layout.holdout, prob_frame(rows["id"], probs, num_classes))
-    metrics = score(recipe, rows, _truth(recipe, rows, num_classes), probs, positive)
+    metrics = score(recipe, *group_rows(recipe, rows, _truth(recipe, rows, num_classes), probs), positive)
     say(f"evaluate: hold-out ({len(rows)} images, mean of {len(outputs)} folds): {_fmt(metrics)}")
     return metrics
 
@@ -116,7 +118,8 @@ def _pooled_metrics(recipe, rows, truth, oof, masks, num_classes, positive) -> d
     else:
         probs = oof[[f"p_{k}" for k in range(num_classes)]].to_numpy()
     cls_probs = oof["p_cls"].to_numpy() if "p_cls" in oof else None
-    return score_pooled(recipe, rows, truth, probs, oof["fold"].to_numpy(), positive, cls_probs)
+    rows, truth, probs = group_rows(recipe, rows.assign(fold=oof["fold"].to_numpy()), truth, probs)
+    return score_pooled(recipe, rows, truth, probs, rows["fold"].to_numpy(), positive, cls_probs)
 
 
 def _plain_pooled(recipe, vals, truths, oof, plains, num_classes, positive) -> dict:

@@ -19,7 +19,15 @@ from medals.config import apply_override, parse_override, recipe_from_dict
 from medals.config.metric_names import metric_direction
 from medals.config.recipe import MAIN_METRIC
 from medals.data.inspect import Columns, read_columns
-from medals.data.inspect_images import DICOM_EXTS, TIFF_EXTS, find_images, find_masks, index_files
+from medals.data.inspect_images import (
+    DICOM_EXTS,
+    TIFF_EXTS,
+    Images,
+    find_images,
+    find_masks,
+    given_images,
+    index_files,
+)
 from medals.errors import MedalsError
 from medals.files import write_text
 from medals.stages.common import say
@@ -81,10 +89,8 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     """(recipe tree, comment per dotted key) for the folder at `root`."""
     index = index_files(root)
     cols = read_columns(root, settings, lambda ids: settings.get("mask_path") or find_masks(root, ids, index))
-    train_ids = cols.train[cols.id_column].astype(str).drop_duplicates().tolist()
-    test_ids = cols.test[cols.id_column].astype(str).drop_duplicates().tolist()
-    train_images = find_images(root, train_ids, f"{cols.train_csv}'s ids", index, exclude="mask")
-    test_images = find_images(root, test_ids, f"{cols.test_csv}'s ids", index, exclude="mask")
+    train_images = _images(root, cols, "train", settings, index)
+    test_images = _images(root, cols, "test", settings, index)
     task = cols.task.value
     side = min(train_images.size)
     size = _image_size(side)
@@ -101,13 +107,27 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     why["data.test_csv"] = (
         "the sample submission lists the test ids" if cols.test_csv == cols.sample_submission else ""
     )
-    why["data.id_column"] = "the sample submission's first column"
+    layout = cols.layout
+    why["data.id_column"] = layout.why.get("id_column", "the sample submission's first column")
+    if layout.kind != "column":
+        data["target_layout"] = layout.kind
+        why["data.target_layout"] = layout.why.get("target_layout", "")
+    if layout.long_key:
+        data["long_key"] = layout.long_key
+        why["data.long_key"] = layout.why.get("long_key", "")
+    if layout.prediction_id:
+        data["prediction_id"] = layout.prediction_id
+        why["data.prediction_id"] = layout.why.get("prediction_id", "")
+        data["prediction_aggregate"] = "mean"
+        why["data.prediction_aggregate"] = "a group's probability is its images' mean (or max)"
     found = [  # (key, value or None when absent, why)
         ("label_column", cols.label_column, cols.why.get("label", "")),
         (
             "classes",
             cols.classes,
-            f"the {len(cols.classes or [])} values of '{cols.label_column}'; index i = p_i",
+            f"the {len(cols.classes or [])} values of '{cols.label_column}'; index i = p_i"
+            if cols.layout.kind == "column"
+            else f"the {len(cols.classes or [])} classes, in the sample's order; index i = p_i",
         ),
         ("num_classes", cols.num_classes, "the largest label id + 1"),
         ("mask_column", cols.mask_column, cols.why.get("label", "")),
@@ -123,11 +143,16 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         if value:
             data[key] = value
             why[f"data.{key}"] = reason or ""
-    data["image_path"] = train_images.template
-    data["test_image_path"] = test_images.template
-    why["data.image_path"] = (
-        f"{train_images.extension} files, typically {train_images.size[0]}x{train_images.size[1]}"
-    )
+    seen = f"{train_images.extension} files, typically {train_images.size[0]}x{train_images.size[1]}"
+    column = re.fullmatch(r"\{(\w+)\}", train_images.template)
+    if column and test_images.template == train_images.template:
+        data["path_column"] = column[1]
+        why["data.path_column"] = f"{train_images.how}; {seen}"
+    else:
+        data["image_path"] = train_images.template
+        data["test_image_path"] = test_images.template
+        why["data.image_path"] = f"{train_images.how}; {seen}"
+        why["data.test_image_path"] = test_images.how
     if cols.group_column:
         data["group_column"] = cols.group_column.value
         why["data.group_column"] = cols.group_column.why
@@ -153,6 +178,8 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         model["meta_hidden"] = [64, 32]
         why["model.head"] = "image features and the metadata MLP joined before the classifier"
     metric = "accuracy" if cols.submit_kind.value == "label" else MAIN_METRIC[task]
+    if task == "multilabel" and cols.submit_kind.value == "probability":
+        metric = "auc_macro"  # probabilities are scored by their ranking: mean column-wise AUC (RANZCR)
     train = {
         "epochs": 10,
         "batch_size": 32 if size <= 256 else 16,
@@ -193,6 +220,24 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     return tree, why
 
 
+def _images(root: Path, cols: Columns, split: str, settings: dict[str, Any], index) -> Images:
+    """The images of one split: as data.image_path / test_image_path / path_column say, else found."""
+    frame = cols.train if split == "train" else cols.test
+    key = "image_path" if split == "train" else "test_image_path"
+    template = settings.get(key) or (
+        "{" + settings["path_column"] + "}" if settings.get("path_column") else None
+    )
+    if template:
+        images = given_images(
+            root, frame, cols.id_column, str(template), f"data.{key}", settings.get("channels")
+        )
+    else:
+        name = cols.train_csv if split == "train" else cols.test_csv
+        images = find_images(root, frame, cols.id_column, f"{name}'s ids", index, exclude="mask")
+    say(f"init: {split} images: {images.template} ({images.how})")
+    return images
+
+
 def _render(tree: dict[str, Any], why: dict[str, str], prefix: str = "", indent: int = 0) -> list[str]:
     lines = []
     pad = "  " * indent
@@ -209,15 +254,27 @@ def _render(tree: dict[str, Any], why: dict[str, str], prefix: str = "", indent:
     return lines
 
 
+TEMPLATE_KEYS = ("image_path", "test_image_path", "mask_path", "prediction_id", "long_key")
+
+
+def _template_override(text: str, path: list[str], value: Any) -> tuple[list[str], Any]:
+    """A template key keeps its text: YAML would read `data.prediction_id={prediction_id}` as a mapping."""
+    if len(path) == 2 and path[0] == "data" and path[1] in TEMPLATE_KEYS and not isinstance(value, str):
+        return path, text.split("=", 1)[1]
+    return path, value
+
+
 def run_init(folder: Path, out: Path | None, overrides: list[str], force: bool = False) -> Path:
     root = folder.resolve()
     settings = {}
-    parsed = [parse_override(text) for text in overrides]
+    parsed = [_template_override(text, *parse_override(text)) for text in overrides]
     for path, value in parsed:
         if path[0] == "data" and len(path) == 2:
             settings[path[1]] = value
         if path == ["task"]:  # a declared task decides how the target is read
             settings["task"] = value
+    if isinstance(settings.get("classes"), list):
+        settings["classes"] = [str(v) for v in settings["classes"]]
     tree, why = build_tree(root, settings)
     out = (out or root / "recipe.yaml").resolve()
     if out.exists() and not force:

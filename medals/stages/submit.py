@@ -39,26 +39,24 @@ class TableRows:
 def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
     """Before any training: the sample submission exists, has an id and one value column, and lists
     exactly the test images of the prepared table, so a mismatch costs seconds, not a trained model."""
+    from medals.data.target_shapes import sample_ids
     from medals.post.submission import read_sample
 
     if recipe.data.sample_submission is None:
         raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
     path = recipe.data_root / recipe.data.sample_submission
     sample = read_sample(path)
-    if sample.shape[1] != 2:
-        names = ", ".join(str(name).strip() for name in sample.columns)
-        raise MedalsError(
-            f"sample submission {path} has {sample.shape[1]} columns ({names}); medals writes an id and one value"
-        )
-    test_ids = TableRows(layout).test["id"].astype(str)
-    sample_ids = sample.iloc[:, 0].astype(str)
-    unknown = sample_ids[~sample_ids.isin(test_ids)].unique()
+    # The image (or prediction group) of each sample row, its columns checked against data.target_layout.
+    sample_rows = sample_ids(sample, recipe.data, f"sample submission {path}").astype(str)
+    test = TableRows(layout).test
+    test_ids = (test["prediction_id"] if recipe.data.prediction_id else test["id"]).astype(str)
+    unknown = sample_rows[~sample_rows.isin(test_ids)].unique()
     if len(unknown):
         raise MedalsError(
             f"sample submission {path} lists {len(unknown)} id(s) that are not test images of the table "
             f"(first: {', '.join(unknown[:3])}): check data.test_csv and data.test_image_path"
         )
-    unlisted = test_ids[~test_ids.isin(sample_ids)].unique()
+    unlisted = test_ids[~test_ids.isin(sample_rows)].unique()
     if len(unlisted):
         raise MedalsError(
             f"{len(unlisted)} test image(s) are not in sample submission {path} (first: {', '.join(unlisted[:3])})"
@@ -97,7 +95,11 @@ def write_recipe_submission(
     labels = read_labels(layout)
     rows = TableRows(layout)
     kind = recipe.submit_kind
-    if kind == "probability":
+    if recipe.data.prediction_id:
+        test = _grouped(recipe, rows, test)
+    if recipe.data.target_layout != "column" and recipe.task != "segmentation":
+        sub = _per_class(recipe, test, labels, sample)
+    elif kind == "probability":
         sub = _probability(recipe, test, labels, columns)
     elif kind == "label":
         sub = _label(test, labels, columns)
@@ -150,6 +152,31 @@ def _probability(recipe: Recipe, test: pd.DataFrame, labels: dict, columns: list
     from medals.post.submission import probability_submission
 
     return probability_submission(test["id"], submitted_probability(recipe, test, labels), columns)
+
+
+def _grouped(recipe: Recipe, rows: TableRows, test: pd.DataFrame) -> pd.DataFrame:
+    """Test predictions of images -> of their prediction groups (data.prediction_id), the submission's rows."""
+    from medals.post.groups import aggregate
+
+    groups = rows.test.set_index("id").loc[test["id"].astype(str), "prediction_id"].astype(str).tolist()
+    columns = [c for c in test.columns if c != "id" and pd.api.types.is_numeric_dtype(test[c])]
+    ids, values = aggregate(groups, test[columns].to_numpy(), recipe.data.prediction_aggregate)
+    say(
+        f"submit: {len(test)} test images -> {len(ids)} rows by data.prediction_id (their {recipe.data.prediction_aggregate})"
+    )
+    frame = pd.DataFrame(values, columns=columns)
+    frame.insert(0, "id", ids)
+    return frame
+
+
+def _per_class(recipe: Recipe, test: pd.DataFrame, labels: dict, sample: pd.DataFrame) -> pd.DataFrame:
+    """One probability per class, as data.target_layout lays them out (a column each, or a row each)."""
+    from medals.data.target_shapes import layout_submission
+
+    probs = test[[f"p_{k}" for k in range(labels["num_classes"])]].to_numpy(dtype=np.float64)
+    if recipe.task == "binary":  # its one sigmoid is P(second class)
+        probs = np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
+    return layout_submission(sample, test["id"].astype(str).tolist(), probs, labels["classes"], recipe.data)
 
 
 def _label(test: pd.DataFrame, labels: dict, columns: list[str]) -> pd.DataFrame:
