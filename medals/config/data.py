@@ -60,6 +60,16 @@ class DataConfig(Strict):
     mask_column: str | None = None  # RLE column; several rows of one id are OR-ed
     mask_path: str | None = None  # or a template for mask image files
     rle_format: RleFormat = "siim"
+    # How the training CSV lays out the targets: "column" (one label or mask column) or "long" (one row per
+    # image and class, pivoted on read to one row per image: medals/data/long_masks.py for masks, e.g.
+    # Severstal's ImageId,ClassId,EncodedPixels or UW-Madison's id,class,segmentation). A long row names
+    # its class in data.class_column, or its key (data.id_column, or data.key_column where the CSV has
+    # that column instead) joins image and class by data.long_key (Severstal's older "0001.jpg_1" is
+    # "{image}_{class}"); the training CSV and the sample submission may use different forms.
+    target_layout: Literal["column", "wide", "long"] = "column"
+    long_key: str | None = None
+    class_column: str | None = None
+    key_column: str | None = None
     group_column: str | None = None
     meta: MetaConfig | None = None
     keep_columns: list[str] = Field(default_factory=list)  # CSV columns carried into the table

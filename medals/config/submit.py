@@ -48,5 +48,9 @@ class SubmitConfig(Strict):
     # Keep a mask only when the image-level probability (the model's cls head, or an ensemble's
     # stacked gate) is above this; otherwise the image is submitted empty.
     gate_threshold: float | None = None
+    # Segmentation: "oof" searches each mask class's pixel threshold, smallest component and empty-mask
+    # gate (its highest pixel probability) on the OOF masks (medals.post.mask_search), in place of the
+    # three keys above; None applies them as given, to every class.
+    mask_search: Literal["oof"] | None = None
     file: str = "submission.csv"
     neighbours: NeighboursConfig | None = None  # HPA1 nearest-neighbour replacement (multilabel)

@@ -20,6 +20,7 @@ from medals.config import DataConfig, Recipe
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, show_values
+from medals.data.long_masks import check_long, is_long, long_classes, pivot_masks, split_keys
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.errors import MedalsError
 
@@ -68,6 +69,8 @@ def _required(recipe: Recipe, split: str) -> list[str]:
             names.append(data.label_column)
         if recipe.task == "segmentation" and data.mask_column:
             names.append(data.mask_column)
+        if is_long(data) and data.class_column:
+            names.append(data.class_column)
         if recipe.task == "segmentation" and data.mask_path:
             templates.append((data.mask_path, "mask_path"))
         if data.group_column:
@@ -90,6 +93,12 @@ def _check_recipe(recipe: Recipe) -> None:
         raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
     if recipe.task == "segmentation" and not (data.mask_column or data.mask_path):
         raise MedalsError("task 'segmentation' needs data.mask_column (RLE) or data.mask_path (mask files)")
+    check_long(data)
+    if is_long(data) and not (recipe.task == "segmentation" and data.mask_column):
+        raise MedalsError(
+            "data.target_layout 'long' is read here for segmentation masks in data.mask_column "
+            f"(task '{recipe.task}'{', mask files' if data.mask_path else ''})"
+        )
     if recipe.split.method == "fixed":
         if not recipe.split.column:
             raise MedalsError(
@@ -264,10 +273,18 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     root = recipe.data_root
 
     train, train_name, test, test_name = _source_frames(recipe)
+    classes = None
+    if is_long(data):  # (image, class) rows: the image id split from a combined key where there is one
+        train = split_keys(train, data, train_name, data.classes)
+        test = None if test is None else split_keys(test, data, test_name, data.classes)
     train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
-    if seg_rle:
+    if seg_rle and is_long(data):
+        classes = long_classes(train, data, train_name)
+        train, rle, has_mask = pivot_masks(train, data, classes, train_name)
+        train["__rle"], train["__has_mask"] = rle, has_mask
+    elif seg_rle:
         train, rle, has_mask = group_rle(train, data)
         train["__rle"], train["__has_mask"] = rle, has_mask
 
@@ -276,7 +293,6 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
         test = _check_ids(test, data.id_column, test_name, unique=recipe.task != "segmentation")
         test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
 
-    classes = None
     if recipe.task in ("multiclass", "binary"):
         train["__label"], classes = multiclass_labels(train, data, train_name)
         if recipe.task == "binary" and len(classes) != 2:
@@ -332,8 +348,14 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
 def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[str]:
     """The class names, index i = label i (multiclass) / label id i (multilabel); ["mask"] for segmentation."""
     data = recipe.data
-    if recipe.task == "segmentation":
+    if recipe.task == "segmentation" and not is_long(data):
         return ["mask"]
+    if recipe.task == "segmentation":  # one output channel per class of the long layout
+        if data.classes:
+            return list(data.classes)
+        if table is not None and table.attrs.get("classes"):
+            return list(table.attrs["classes"])
+        raise MedalsError("data.target_layout 'long' needs data.classes here (or run `medals prepare`)")
     if data.classes:
         return list(data.classes)
     if recipe.task == "multilabel":

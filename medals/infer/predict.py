@@ -44,7 +44,8 @@ def predict_with_cls(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(probabilities for every dataset row, image-level probabilities [N] or None).
 
-    Probabilities are [N, K] for classification, [N, H, W] for segmentation; the second item is the
+    Probabilities are [N, K] for classification, [N, H, W] for segmentation ([N, C, H, W] with C > 1
+    mask classes); the second item is the
     classification head's of a segmentation model, None otherwise. Row r of the result belongs to the
     dataset's row r (placed by batch["index"]), whatever the loader's order. Segmentation outputs are
     mapped back from each view before merging.
@@ -93,7 +94,8 @@ def predict_with_cls(
                 per_view.append(probs)
             probs = merge_views(per_view, merge)
             if segment:
-                probs = probs[:, 0] if probs.ndim == 4 else probs
+                # [N, H, W] for one mask, [N, C, H, W] for one channel per class
+                probs = probs[:, 0] if probs.ndim == 4 and probs.shape[1] == 1 else probs
             probs_np = probs.cpu().numpy().astype(np.float32, copy=False)
             index = np.asarray(batch["index"], dtype=np.int64).reshape(-1)
             if out is None:

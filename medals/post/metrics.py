@@ -10,6 +10,7 @@ named subsets (metrics.subsets), and on ranks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import cv2
@@ -123,6 +124,20 @@ def dice_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def mean_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(dice_per_image(pred, truth)))
+
+
+def class_pairs(masks: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] masks of C classes -> [N * C, H, W], one mask per (image, class) pair (image-major)."""
+    masks = np.asarray(masks)
+    return masks.reshape(-1, *masks.shape[2:]) if masks.ndim == 4 else masks
+
+
+def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[N, C] Dice of every (image, class) pair of [N, C, H, W] stacks; their mean is Severstal's metric."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.ndim != 4:
+        raise MedalsError(f"masks of several classes must be [N, C, H, W], got shape {pred.shape}")
+    return dice_per_image(class_pairs(pred), class_pairs(truth)).reshape(pred.shape[:2])
 
 
 def downsample(images: np.ndarray, size: int = 128) -> np.ndarray:
@@ -252,6 +267,12 @@ def task_metrics(
     if task == "multilabel":
         thresholds = search_thresholds(truth, probs)
         return {"f1_macro": f1_macro(truth, probs, thresholds), "f1_macro_05": f1_macro(truth, probs, 0.5)}
+    if task == "segmentation" and probs.ndim == 4:  # C mask classes: mean over (image, class) pairs
+        per = dice_per_class(probs > 0.5, truth)
+        return {
+            "dice": float(per.mean()),
+            **{f"dice_c{k}": float(per[:, k].mean()) for k in range(per.shape[1])},
+        }
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
     raise MedalsError(f"unknown task '{task}': use binary, multiclass, multilabel or segmentation")
@@ -272,8 +293,18 @@ def subset_mask(rows: pd.DataFrame, name: str, query: str) -> np.ndarray:
 def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, float]:
     out = task_metrics(recipe.task, truth, probs, positive=positive)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
-        out["dice"] = dice_at_size(probs, truth, recipe.metrics.dice_size)
+        out["dice"] = dice_at_size(class_pairs(probs), class_pairs(truth), recipe.metrics.dice_size)
+    names = recipe.data.classes
+    if names and np.ndim(probs) == 4 and len(names) == np.shape(probs)[1]:
+        # per-class Dice under the classes' names (dice_large_bowel), else their index (dice_c0)
+        out = {_class_key(key, names): value for key, value in out.items()}
     return out
+
+
+def _class_key(key: str, names: Sequence[str]) -> str:
+    if not key.startswith("dice_c") or not key[6:].isdigit():
+        return key
+    return "dice_" + re.sub(r"[^0-9A-Za-z]+", "_", str(names[int(key[6:])]))
 
 
 def cls_metrics(rows: pd.DataFrame, cls_probs: np.ndarray) -> dict[str, float]:
@@ -319,7 +350,9 @@ def score_pooled(
     """
     out = score(recipe, rows, truth, probs, positive, cls_probs)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
-        best, dice = sweep_pixel_threshold(probs, truth, _COARSE_GRID, size=recipe.metrics.dice_size)
+        best, dice = sweep_pixel_threshold(
+            class_pairs(probs), class_pairs(truth), _COARSE_GRID, size=recipe.metrics.dice_size
+        )
         out.update({"dice_best": dice[best], "pixel_threshold_best": best})
     if recipe.metrics.rank and recipe.task != "segmentation":
         ranked = np.empty_like(probs, dtype=np.float64)

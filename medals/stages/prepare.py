@@ -13,9 +13,13 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
 
     table = build_table(recipe)
     classes = resolved_classes(recipe, table)
-    # One output for a mask, and for binary (the sigmoid of the second class).
-    one_output = recipe.task in ("segmentation", "binary")
-    num_classes = 1 if one_output else (recipe.data.num_classes or len(classes or []))
+    # One output for binary (the sigmoid of the second class); segmentation: one per mask class.
+    if recipe.task == "segmentation":
+        num_classes = len(classes)
+    else:
+        num_classes = 1 if recipe.task == "binary" else (recipe.data.num_classes or len(classes or []))
+    if recipe.task == "segmentation" and len(classes) > 1 and not recipe.data.classes:
+        say(f"prepare: data.classes not set: {len(classes)} mask classes read from {recipe.data.train_csv}")
     if recipe.task in ("multiclass", "binary") and not recipe.data.classes:
         shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
         say(

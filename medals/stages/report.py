@@ -184,15 +184,23 @@ def _segmentation(layout: RunLayout, config: dict, oof: pd.DataFrame, rows: pd.D
 
     from medals.config import recipe_from_dict
     from medals.data.io import read_image
-    from medals.post.metrics import dice_per_image
+    from medals.post.metrics import dice_per_class, dice_per_image
     from medals.stages.truth import mask_truth
 
     plots = _plots()
     probs = np.load(layout.oof_masks).astype(np.float32)
     tree = {k: v for k, v in config.items() if k not in ("source", "run_dir")}
-    truth = mask_truth(recipe_from_dict(tree, str(layout.config)), rows.reset_index())
-    dice = dice_per_image(probs > 0.5, truth)
-    out = [_figure(plots.histogram(dice, "Dice"), "Dice per image")]
+    classes = probs.shape[1] if probs.ndim == 4 else 1
+    truth = mask_truth(recipe_from_dict(tree, str(layout.config)), rows.reset_index(), classes)
+    out = []
+    if classes > 1:  # per-class Dice, then each image's mean over classes and the union of its masks
+        per = dice_per_class(probs > 0.5, truth)
+        names = [str(c) for c in (read_json(layout.labels).get("classes") or range(classes))]
+        out.append(_figure(plots.per_class_bars({"Dice": per.mean(axis=0)}, names), "per-class Dice"))
+        dice, probs, truth = per.mean(axis=1), probs.max(axis=1), truth.any(axis=1)
+    else:
+        dice = dice_per_image(probs > 0.5, truth)
+    out.append(_figure(plots.histogram(dice, "Dice"), "Dice per image"))
     order = np.argsort(dice)
     cases = [*order[-3:][::-1], *order[:3]]  # best three, then worst three
     size = probs.shape[1:]

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from medals.config import Recipe
+from medals.data.long_masks import is_long
 from medals.errors import MedalsError
 from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
 from medals.stages.layout import RunLayout
+from medals.stages.submit_masks import class_mask_submission, uses_class_masks
 from medals.stages.truth import class_truth
 
 
@@ -44,6 +46,12 @@ def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
         raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
     path = recipe.data_root / recipe.data.sample_submission
     sample = read_sample(path)
+    if is_long(recipe.data):  # (image, class) rows: their images and classes
+        from medals.data.long_masks import check_long_sample
+
+        return check_long_sample(
+            sample, recipe.data, read_labels(layout)["classes"], path, TableRows(layout).test
+        )
     if sample.shape[1] != 2:
         names = ", ".join(str(name).strip() for name in sample.columns)
         raise MedalsError(
@@ -95,6 +103,10 @@ def write_recipe_submission(
         sub = _label(test, labels, columns)
     elif kind == "multilabel":
         sub = _multilabel(recipe, layout, rows, test, oof, labels, columns)
+    elif uses_class_masks(recipe, labels):
+        sub = class_mask_submission(
+            recipe, layout, rows, test, masks, oof, labels, sample, sample_path, _gate(recipe, test)
+        )
     else:
         sub = _rle(recipe, rows, test, masks, columns)
     write_submission(sub, sample_path, out_path)

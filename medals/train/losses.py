@@ -110,11 +110,14 @@ def focal(task: str, gamma: float = 2.0, alpha: float | None = None, reduction: 
 def soft_dice(task: str, smooth: float = 1.0, squared: bool = False) -> LossFn:
     """1 - mean over images of (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), p = sigmoid(logits).
 
-    squared=True uses sum(p^2) + sum(t^2) in the denominator (the V-Net form).
+    squared=True uses sum(p^2) + sum(t^2) in the denominator (the V-Net form). Masks of several classes
+    [B, C, H, W] (C > 1) get one Dice per image and class, averaged over both, as Severstal scores them.
     """
 
     def fn(logits: Tensor, batch: dict) -> Tensor:
         x, t = binary_pair(logits, batch, task)
+        if task == "segmentation" and x.ndim == 4 and x.shape[1] > 1:
+            x, t = x.flatten(0, 1), t.flatten(0, 1)  # each (image, class) pair is one mask
         p = torch.sigmoid(x.float()).flatten(1) if x.ndim > 1 else torch.sigmoid(x.float())[:, None]
         t = t.float().reshape(p.shape)
         inter = (p * t).sum(1)
