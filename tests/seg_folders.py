@@ -90,16 +90,19 @@ def uw_madison(
     size: int = 32,
     n_test_cases: int = 1,
     seed: int = 0,
+    nested: bool = True,
 ) -> dict:
     """UW-Madison GI tract: train.csv (id,class,segmentation: a row per slice and class, the cell empty
     without a mask; RLE row-major, 1-based starts), 16-bit PNG slices named by their id under
-    train/<case>/<case>_<day>/scans/, a sample submission id,class,predicted over the test cases' slices."""
+    train/<case>/<case>_<day>/scans/ (or all in train/ and test/ with nested=False), a sample submission id,class,predicted over the test cases' slices."""
     rng = np.random.default_rng(seed)
     truth, train, sample = {}, [], []
     for case in range(1, n_cases + n_test_cases + 1):
         split = "train" if case <= n_cases else "test"
         for day in range(days):
-            folder = root / split / f"case{case}" / f"case{case}_day{day}" / "scans"
+            folder = (
+                root / split / f"case{case}" / f"case{case}_day{day}" / "scans" if nested else root / split
+            )
             folder.mkdir(parents=True, exist_ok=True)
             for s in range(1, slices + 1):
                 ident = f"case{case}_day{day}_slice_{s:04d}"

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from medals.data.csv import read_csv
+from medals.data.inspect_long import LongLayout, find_long
 from medals.data.labels import show_values
 from medals.data.meta import value_key
 from medals.errors import MedalsError
@@ -59,6 +60,7 @@ class Columns:
     numeric: dict[str, float] = field(default_factory=dict)  # column -> scale (its largest |value|)
     categorical: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
+    long: LongLayout | None = None  # (image, class) rows of segmentation masks (medals.data.inspect_long)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -122,6 +124,23 @@ def read_columns(
     train_csv, test_csv, sample_csv = find_tables(root, settings)
     train, sample = _read(root / train_csv), _read(root / sample_csv)
     test = sample if test_csv == sample_csv else _read(root / test_csv)
+    layout = find_long(root, train_csv, train, sample_csv, sample, settings, _is_rle)
+    if layout is not None:  # (image, class) rows of RLE masks
+        cols = Columns(
+            root,
+            train_csv,
+            test_csv,
+            sample_csv,
+            layout.train,
+            layout.sample,
+            layout.sample,
+            layout.id_column,
+            Finding("segmentation", layout.why["data.target_layout"]),
+        )
+        cols.mask_column, cols.long = layout.mask_column, layout
+        cols.submit_kind = Finding("rle", "one RLE per row of the sample submission: its image and class")
+        cols.why["label"] = f"'{layout.mask_column}' holds run-length encoded masks"
+        return cols
     if sample.shape[1] != 2:
         raise MedalsError(
             f"{root / sample_csv} has {sample.shape[1]} columns ({', '.join(sample.columns)}); medals writes an id "

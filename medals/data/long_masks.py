@@ -102,6 +102,14 @@ def split_keys(
     keys = frame[key].astype(str)
     parsed = keys.str.extract(pattern)
     bad = keys[parsed["image"].isna()]
+    if len(bad) and classes:
+        # keys that read with any class at all: their classes are the ones outside the list
+        loose = bad.str.extract(_key_regex(_long_key(data), None))["class"]
+        if loose.notna().all():
+            raise MedalsError(
+                f"{name} column '{key}' has class values outside the classes [{show_values(classes)}]: "
+                f"{show_values(list(dict.fromkeys(loose)))} (set data.classes to every class)"
+            )
     if len(bad):
         over = f" with a class of [{show_values(classes)}]" if classes else ""
         raise MedalsError(

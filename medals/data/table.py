@@ -276,7 +276,6 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     classes = None
     if is_long(data):  # (image, class) rows: the image id split from a combined key where there is one
         train = split_keys(train, data, train_name, data.classes)
-        test = None if test is None else split_keys(test, data, test_name, data.classes)
     train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
@@ -289,6 +288,8 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
         train["__rle"], train["__has_mask"] = rle, has_mask
 
     if test is not None:
+        if is_long(data):  # a test CSV (or the sample) with (image, class) rows: its images
+            test = split_keys(test, data, test_name, classes or data.classes)
         check_columns(test, _required(recipe, "test"), f"CSV file {test_name}")
         test = _check_ids(test, data.id_column, test_name, unique=recipe.task != "segmentation")
         test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)

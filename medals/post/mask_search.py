@@ -1,13 +1,13 @@
 """Per-class mask post-processing searched on OOF predictions: pixel threshold, smallest component, and an
 empty-mask gate, for each class of a multi-class segmentation (the one-class case is C = 1).
 
-For each class, one after the other on the OOF masks at network resolution, maximising that class's mean
-Dice over images (both empty = 1, as Severstal and UW-Madison score each (image, class) pair):
+For each class, on the OOF masks at network resolution, maximising that class's mean Dice over images
+(both empty = 1, as Severstal and UW-Madison score each (image, class) pair):
 
-1. the pixel threshold (pixels on where p > t), with nothing else;
-2. then the smallest kept 8-connected component (``min_area``, pixels at network resolution);
-3. then the gate: the class's mask is kept only where its highest pixel probability is above ``gate``
-   (an image-level "is this class present", so a few confident pixels do not make a false positive).
+1. the pixel threshold (pixels on where p > t) together with the gate: the class's mask is kept only
+   where its highest pixel probability is above ``gate`` (an image-level "is this class present", so
+   a haze of middling probabilities does not make a false positive);
+2. then the smallest kept 8-connected component (``min_area``, pixels at network resolution).
 
 Ties go to the neutral choice (the threshold nearest 0.5, no area limit, no gate), so a class the OOF
 data says nothing about is post-processed as little as possible.
@@ -56,16 +56,22 @@ def class_decisions(probs: np.ndarray, post: ClassPost, min_area: int | None = N
     return masks
 
 
-def _best(scores: list[float], neutral: int) -> int:
-    """Index of the best score; among ties (within 1e-9) the one nearest `neutral`."""
-    best = max(scores)
-    tied = [i for i, value in enumerate(scores) if value >= best - 1e-9]
-    return min(tied, key=lambda i: abs(i - neutral))
+def _dice_by_gate(pred: np.ndarray, truth: np.ndarray, p_max: np.ndarray) -> np.ndarray:
+    """[G] mean Dice over images of bool masks [N, H, W] under each gate of GATES (0: no gate); a gated
+    image's mask is empty, so its Dice is 1 where the truth is empty and 0 where it is not."""
+    inter = (pred & truth).sum(axis=(1, 2))
+    total = pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
+    dice = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
+    empty_truth = np.where(truth.any(axis=(1, 2)), 0.0, 1.0)
+    return np.array([(np.where(p_max > g, dice, empty_truth) if g > 0 else dice).mean() for g in GATES])
 
 
 def search_class_post(probs: np.ndarray, truth: np.ndarray) -> tuple[list[ClassPost], dict[str, list[float]]]:
     """(one ClassPost per class, {"dice_before": per-class Dice at 0.5, "dice_after": with the search's
-    choices}) for OOF probabilities and truth [N, C, S, S] (or [N, S, S] for one class)."""
+    choices}) for OOF probabilities and truth [N, C, S, S] (or [N, S, S] for one class).
+
+    Threshold and gate are searched together (a gate can keep a low threshold's full masks on the images
+    it lets through), from per-image counts at each threshold; then the smallest component."""
     probs, truth = _as_classes(probs).astype(np.float32), _as_classes(truth).astype(bool)
     if probs.shape != truth.shape:
         raise MedalsError(f"OOF masks {probs.shape} and true masks {truth.shape} differ in shape")
@@ -76,19 +82,22 @@ def search_class_post(probs: np.ndarray, truth: np.ndarray) -> tuple[list[ClassP
     chosen, before, after = [], [], []
     for k in range(probs.shape[1]):
         p, t = probs[:, k], truth[:, k]
-
-        def dice(post: ClassPost, p=p, t=t) -> float:
-            return float(dice_per_image(class_decisions(p, post), t).mean())
-
-        before.append(dice(ClassPost()))
-        scores = [dice(ClassPost(threshold=float(x))) for x in THRESHOLDS]
-        post = ClassPost(threshold=float(THRESHOLDS[_best(scores, int(np.argmin(np.abs(THRESHOLDS - 0.5))))]))
-        scores = [dice(ClassPost(post.threshold, a)) for a in areas]
-        post = ClassPost(post.threshold, areas[_best(scores, 0)])
-        scores = [dice(ClassPost(post.threshold, post.min_area, g)) for g in GATES]
-        post = ClassPost(post.threshold, post.min_area, GATES[_best(scores, 0)])
+        p_max = p.reshape(len(p), -1).max(axis=1)
+        before.append(float(dice_per_image(p > 0.5, t).mean()))
+        grid = np.stack([_dice_by_gate(p > x, t, p_max) for x in THRESHOLDS])  # [T, G]
+        # ties: the threshold nearest 0.5, then the lowest gate (the least post-processing)
+        order = sorted(
+            np.ndindex(*grid.shape), key=lambda ij: (-round(grid[ij], 9), abs(THRESHOLDS[ij[0]] - 0.5), ij[1])
+        )
+        i, j = order[0]
+        post = ClassPost(float(THRESHOLDS[i]), 0, float(GATES[j]))
+        scores = [float(dice_per_image(class_decisions(p, post, a), t).mean()) for a in areas]
+        best = max(scores)
+        post = ClassPost(
+            post.threshold, areas[next(n for n, v in enumerate(scores) if v >= best - 1e-9)], post.gate
+        )
         chosen.append(post)
-        after.append(dice(post))
+        after.append(float(dice_per_image(class_decisions(p, post), t).mean()))
     return chosen, {"dice_before": before, "dice_after": after}
 
 

@@ -17,8 +17,17 @@ import yaml
 
 from medals.config import apply_override, parse_override, recipe_from_dict
 from medals.config.recipe import MAIN_METRIC
-from medals.data.inspect import Columns, read_columns
-from medals.data.inspect_images import DICOM_EXTS, TIFF_EXTS, find_images, find_masks, index_files
+from medals.data.inspect import Columns, Finding, read_columns
+from medals.data.inspect_images import (
+    DICOM_EXTS,
+    TIFF_EXTS,
+    Images,
+    find_images,
+    find_masks,
+    given_images,
+    index_files,
+)
+from medals.data.inspect_long import rle_order
 from medals.errors import MedalsError
 from medals.files import write_text
 from medals.stages.common import say
@@ -64,6 +73,13 @@ def _split(cols: Columns) -> tuple[str, str]:
     return "stratified", "classes balanced across folds"
 
 
+def _images(root: Path, given: str | None, ids: list[str], what: str, index) -> Images:
+    """A split's images: the template given on the command line, else the one the folder's files follow."""
+    if given:
+        return given_images(root, given, ids)
+    return find_images(root, ids, what, index, exclude="mask")
+
+
 def _meta(cols: Columns) -> dict[str, Any] | None:
     if not (cols.numeric or cols.categorical):
         return None
@@ -81,8 +97,16 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     cols = read_columns(root, settings, lambda ids: settings.get("mask_path") or find_masks(root, ids, index))
     train_ids = cols.train[cols.id_column].astype(str).drop_duplicates().tolist()
     test_ids = cols.test[cols.id_column].astype(str).drop_duplicates().tolist()
-    train_images = find_images(root, train_ids, f"{cols.train_csv}'s ids", index, exclude="mask")
-    test_images = find_images(root, test_ids, f"{cols.test_csv}'s ids", index, exclude="mask")
+    train_images = _images(root, settings.get("image_path"), train_ids, f"{cols.train_csv}'s ids", index)
+    test_images = _images(root, settings.get("test_image_path"), test_ids, f"{cols.test_csv}'s ids", index)
+    if cols.long is not None:  # which pixel order the RLE counts in, from the masks' shapes
+        fmt = settings.get("rle_format")
+        found = (
+            (fmt, "set on the command line")
+            if fmt
+            else rle_order(cols.train[cols.mask_column], train_images.size, cols.mask_column, cols.train_csv)
+        )
+        cols.rle_format = Finding(*found)
     task = cols.task.value
     side = min(train_images.size)
     size = _image_size(side)
@@ -126,6 +150,10 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     why["data.image_path"] = (
         f"{train_images.extension} files, typically {train_images.size[0]}x{train_images.size[1]}"
     )
+    if cols.long is not None:
+        data.update(cols.long.keys)
+        why.update(cols.long.why)
+        why["data.id_column"] = "the image id of each (image, class) row"
     if cols.group_column:
         data["group_column"] = cols.group_column.value
         why["data.group_column"] = cols.group_column.why
@@ -169,6 +197,11 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     why["infer.tta"] = "the image and its mirror; 8 (all flips and transposes) for images with no up or left"
     submit: dict[str, Any] = {"kind": cols.submit_kind.value}
     why["submit.kind"] = cols.submit_kind.why
+    if cols.long is not None:
+        submit["mask_search"] = "oof"
+        why["submit.mask_search"] = (
+            "each class's pixel threshold, smallest region and empty-mask gate, best on OOF"
+        )
     if cols.target_class is not None:
         submit["target_classes"] = [cols.target_class]
         why["submit.target_classes"] = cols.why.get("target_class", "")
