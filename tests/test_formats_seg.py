@@ -81,21 +81,39 @@ def test_class_cells_round_trip_in_every_format(fmt):
 
 
 def test_keys_split_by_long_key_with_and_without_known_classes():
-    data = DataConfig(id_column="ImageId_ClassId", target_layout="long", long_key="{image}_{class}")
+    data = DataConfig(
+        id_column="ImageId_ClassId",
+        target_layout="long",
+        long_key="{image}_{class}",
+        classes=SEVERSTAL_CLASSES,
+    )
+    # without classes: the class is the tail after the last "_"; with them, one of them
     frame = split_keys(pd.DataFrame({"ImageId_ClassId": ["0001.jpg_1", "a_b.jpg_4"]}), data, "train.csv")
     assert frame["ImageId_ClassId"].tolist() == ["0001.jpg", "a_b.jpg"]
     assert frame["__class"].tolist() == ["1", "4"]
-    uw = DataConfig(id_column="key", target_layout="long", long_key="{image}_{class}")
+    with_classes = split_keys(
+        pd.DataFrame({"ImageId_ClassId": ["a_b.jpg_4"]}), data, "t.csv", SEVERSTAL_CLASSES
+    )
+    assert with_classes["ImageId_ClassId"].tolist() == ["a_b.jpg"]
+    with pytest.raises(MedalsError, match=r"has class values outside the classes .*: '5'"):
+        split_keys(pd.DataFrame({"ImageId_ClassId": ["a.jpg_5"]}), data, "t.csv", SEVERSTAL_CLASSES)
+    uw = DataConfig(id_column="key", target_layout="long", long_key="{image}_{class}", classes=UW_CLASSES)
     keys = pd.DataFrame({"key": ["case1_day0_slice_0001_small_bowel"]})
     split = split_keys(keys, uw, "x.csv", UW_CLASSES)
     assert split["key"].tolist() == ["case1_day0_slice_0001"] and split["__class"].tolist() == ["small_bowel"]
-    with pytest.raises(MedalsError, match="do not read as data.long_key"):
+    with pytest.raises(MedalsError, match=r"class values outside the classes .*: 'liver'"):
         split_keys(pd.DataFrame({"key": ["case1_liver"]}), uw, "x.csv", UW_CLASSES)
+    with pytest.raises(MedalsError, match="1 keys that do not read as data.long_key '{image}_{class}'"):
+        split_keys(pd.DataFrame({"key": ["case1stomach"]}), uw, "x.csv", UW_CLASSES)
 
 
 def test_pivot_ors_rows_of_one_class_and_keeps_classes_apart():
     data = DataConfig(
-        id_column="ImageId", target_layout="long", class_column="ClassId", mask_column="EncodedPixels"
+        id_column="ImageId",
+        target_layout="long",
+        class_column="ClassId",
+        mask_column="EncodedPixels",
+        classes=SEVERSTAL_CLASSES,
     )
     frame = pd.DataFrame(
         {
@@ -120,6 +138,7 @@ def test_unpivot_fills_the_sample_rows_in_their_order():
         class_column="ClassId",
         key_column="ImageId_ClassId",
         mask_column="EncodedPixels",
+        classes=["1", "2"],
     )
     sample = pd.DataFrame(
         {"ImageId_ClassId": ["z.jpg_2", "z.jpg_1", "a.jpg_1", "a.jpg_2"], "EncodedPixels": "1 1"}
@@ -281,7 +300,7 @@ def _check_masks(sub: pd.DataFrame, shape, fmt: str) -> None:
 @pytest.mark.parametrize("train_form, sample_form", [("new", "old"), ("old", "old"), ("new", "new")])
 def test_severstal_init_then_run(tmp_path, train_form, sample_form, one_thread):
     data = tmp_path / "severstal"
-    severstal(data, train_form=train_form, sample_form=sample_form, n_train=20, n_test=4)
+    truth = severstal(data, train_form=train_form, sample_form=sample_form, n_train=20, n_test=4)
     tree = _init(data, *SEVERSTAL_PATHS)
     d = tree["data"]
     assert tree["task"] == "segmentation" and d["target_layout"] == "long"
@@ -290,16 +309,27 @@ def test_severstal_init_then_run(tmp_path, train_form, sample_form, one_thread):
         and d["rle_format"] == "column"
         and d["mask_column"] == "EncodedPixels"
     )
-    if train_form == "new":
+    if train_form == "new":  # rows only for present defects: the other images train without a mask
         assert d["id_column"] == "ImageId" and d["class_column"] == "ClassId"
+        assert d["unlisted_images"] == "no_mask"
     else:
         assert d["id_column"] == "ImageId_ClassId" and d["long_key"] == "{image}_{class}"
+        assert "unlisted_images" not in d
     if sample_form == "old" and train_form == "new":
         assert d["key_column"] == "ImageId_ClassId"
     assert tree["submit"]["mask_search"] == "oof"
     sub, metrics = _run(data, tmp_path)
     assert len(sub) == 4 * 4
     _check_masks(sub, (32, 64), "column")
+    table = pd.read_parquet(tmp_path / "run" / "table.parquet")
+    train = table[table["split"] == "train"]
+    # every training image, each with the masks it was drawn with, classes apart
+    rows = train.set_index("id")
+    assert sorted(rows.index) == sorted(truth)
+    for name, masks in truth.items():
+        assert rows.loc[name, "has_mask"] == int(masks.any())
+        decoded = decode_classes(rows.loc[name, "rle"], (32, 64), "column", 4)
+        assert (decoded.transpose(2, 0, 1) == masks).all()
     pooled = metrics["pooled"]
     assert {"dice", "dice_1", "dice_2", "dice_3", "dice_4"} <= set(pooled)
     assert pooled["dice"] == pytest.approx(np.mean([pooled[f"dice_{k}"] for k in SEVERSTAL_CLASSES]))
@@ -356,4 +386,5 @@ def test_a_wrong_class_declaration_is_one_sentence(tmp_path, capsys):
         )
         == 2
     )
-    assert "needs data.class_column" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "data.target_layout 'long' needs" in err and "data.class_column" in err

@@ -70,6 +70,9 @@ class DataConfig(Strict):
     long_key: str | None = None
     class_column: str | None = None
     key_column: str | None = None
+    # Images in data.image_path's folder that the long training CSV does not list: "no_mask" trains on
+    # them as images without any mask (Severstal's newer train.csv lists only images with a defect).
+    unlisted_images: Literal["skip", "no_mask"] = "skip"
     group_column: str | None = None
     meta: MetaConfig | None = None
     keep_columns: list[str] = Field(default_factory=list)  # CSV columns carried into the table

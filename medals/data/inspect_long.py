@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medals.data.long_masks import DEFAULT_KEY, split_keys
+from medals.data.long_masks import DEFAULT_KEY, split_keys, unlisted_ids
 from medals.data.rle import decode, is_empty
 from medals.errors import MedalsError
 
@@ -187,3 +187,15 @@ def rle_order(rles: pd.Series, size: tuple[int, int], column: str, csv: str) -> 
         f"{csv} column '{column}' reads as compact masks in both pixel orders ({height}x{width} images): set data.rle_format=column "
         "(pixels numbered top to bottom, then left to right) or data.rle_format=row (left to right, then top to bottom)"
     )
+
+
+def unlisted_images(root, layout: LongLayout, template: str, train_ids: list[str]) -> int:
+    """How many image files of the training template's folder the long CSV does not list, where it lists
+    only present masks (no empty cells); 0 otherwise, or where the template is not a plain `folder/{id}`."""
+    cells = layout.train[layout.mask_column].astype(str).str.strip()
+    if (cells.isin(["", "-1", "nan"])).any():
+        return 0  # every (image, class) pair has its row: the CSV lists the maskless images too
+    try:
+        return len(unlisted_ids(root, template, set(train_ids)))
+    except MedalsError:
+        return 0

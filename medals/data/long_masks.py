@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -200,6 +201,46 @@ def decode_classes(text: Any, shape: tuple[int, int], fmt: str, num_classes: int
         if part:
             out[:, :, k] = decode_many(part, (height, width), fmt)
     return out
+
+
+def _template_folder(template: str) -> tuple[str, str, str] | None:
+    """(folder, prefix, suffix) of a template whose only field is {id}, in its file name; else None."""
+    folder, _, name = template.replace("\\", "/").rpartition("/")
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    if fields != ["id"] or "{id}" not in name:
+        return None
+    prefix, _, suffix = name.partition("{id}")
+    return folder, prefix, suffix
+
+
+def unlisted_ids(root: Path, template: str, listed: set[str]) -> list[str]:
+    """Ids of the files of template's folder (`train_images/{id}`) that are not in `listed`, sorted."""
+    parts = _template_folder(template)
+    if parts is None:
+        raise MedalsError(
+            f"data.unlisted_images needs data.image_path with {{id}} as its only field, in the file name "
+            f"(e.g. 'train_images/{{id}}'), not '{template}'"
+        )
+    folder, prefix, suffix = parts
+    where = Path(root) / folder
+    if not where.is_dir():
+        return []
+    names = [p.name for p in where.iterdir() if p.is_file()]
+    ids = [
+        n[len(prefix) : len(n) - len(suffix)] for n in names if n.startswith(prefix) and n.endswith(suffix)
+    ]
+    return sorted(i for i in ids if i and i not in listed)
+
+
+def with_unlisted_images(frame: pd.DataFrame, data: DataConfig, root: Path, empty_class: str) -> pd.DataFrame:
+    """The long training rows plus one maskless row for each unlisted image (data.unlisted_images)."""
+    ids = unlisted_ids(root, data.image_path, set(frame[data.id_column].astype(str)))
+    if not ids:
+        return frame
+    extra = pd.DataFrame(
+        {data.id_column: ids, class_column_of(frame, data): empty_class, data.mask_column: ""}
+    )
+    return pd.concat([frame, extra], ignore_index=True)
 
 
 # ---- the sample submission ----------------------------------------------------------------------

@@ -20,7 +20,14 @@ from medals.config import DataConfig, Recipe
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, show_values
-from medals.data.long_masks import check_long, is_long, long_classes, pivot_masks, split_keys
+from medals.data.long_masks import (
+    check_long,
+    is_long,
+    long_classes,
+    pivot_masks,
+    split_keys,
+    with_unlisted_images,
+)
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.errors import MedalsError
 
@@ -281,6 +288,8 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
     if seg_rle and is_long(data):
         classes = long_classes(train, data, train_name)
+        if data.unlisted_images == "no_mask":
+            train = with_unlisted_images(train, data, root, classes[0])
         train, rle, has_mask = pivot_masks(train, data, classes, train_name)
         train["__rle"], train["__has_mask"] = rle, has_mask
     elif seg_rle:

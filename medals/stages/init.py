@@ -27,7 +27,7 @@ from medals.data.inspect_images import (
     given_images,
     index_files,
 )
-from medals.data.inspect_long import rle_order
+from medals.data.inspect_long import rle_order, unlisted_images
 from medals.errors import MedalsError
 from medals.files import write_text
 from medals.stages.common import say
@@ -154,6 +154,13 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         data.update(cols.long.keys)
         why.update(cols.long.why)
         why["data.id_column"] = "the image id of each (image, class) row"
+        unlisted = unlisted_images(root, cols.long, train_images.template, train_ids)
+        if unlisted:
+            data["unlisted_images"] = "no_mask"
+            why["data.unlisted_images"] = (
+                f"{unlisted} images of {os.path.dirname(train_images.template) or '.'}/ have no row in "
+                f"{cols.train_csv}, which lists only masks present: they train as images without a mask"
+            )
     if cols.group_column:
         data["group_column"] = cols.group_column.value
         why["data.group_column"] = cols.group_column.why
