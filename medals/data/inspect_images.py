@@ -141,7 +141,7 @@ def find_masks(root: Path, ids: list[str], index: dict[str, list[str]]) -> str |
     return templates.most_common(1)[0][0] if templates else None
 
 
-def given_images(root: Path, template: str, ids: list[str]) -> Images:
+def template_images(root: Path, template: str, ids: list[str]) -> Images:
     """The images of a template given on the command line (data.image_path=...), described as found ones."""
     if "{channel}" in template:
         raise MedalsError(

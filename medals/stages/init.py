@@ -24,8 +24,8 @@ from medals.data.inspect_images import (
     Images,
     find_images,
     find_masks,
-    given_images,
     index_files,
+    template_images,
 )
 from medals.data.inspect_long import rle_order, unlisted_images
 from medals.errors import MedalsError
@@ -76,7 +76,7 @@ def _split(cols: Columns) -> tuple[str, str]:
 def _images(root: Path, given: str | None, ids: list[str], what: str, index) -> Images:
     """A split's images: the template given on the command line, else the one the folder's files follow."""
     if given:
-        return given_images(root, given, ids)
+        return template_images(root, given, ids)
     return find_images(root, ids, what, index, exclude="mask")
 
 
