@@ -388,3 +388,16 @@ def test_a_wrong_class_declaration_is_one_sentence(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "data.target_layout 'long' needs" in err and "data.class_column" in err
+
+
+@pytest.mark.slow
+def test_uw_madison_nested_folders_with_a_search_by_file_name(tmp_path, one_thread):
+    """UW-Madison's own layout, train/<case>/<case>_<day>/scans/<slice>.png: found by file name with the
+    '**' templates of medals/data/templates.py (branch formats-layouts; skipped until it is merged)."""
+    pytest.importorskip("medals.data.templates")
+    data = tmp_path / "uw"
+    uw_madison(data, n_cases=3, days=2, slices=3)
+    tree = _init(data, "data.rle_format=row")
+    assert tree["data"]["image_path"] == "train/**/{id}.png"
+    sub, metrics = _run(data, tmp_path)
+    assert len(sub) == 2 * 3 * 3 and "dice_stomach" in metrics["pooled"]
