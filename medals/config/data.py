@@ -43,6 +43,22 @@ class DuplicatesConfig(Strict):
     exact: bool = False  # HPA3: identical hashes instead
 
 
+# Data settings added after runs existed, with their defaults: at its default such a key is left out of the
+# digests (digest_data), so runs made before it existed keep their digests (and their trained folds).
+LATER_DATA_DEFAULTS: dict[str, Any] = {
+    "target_layout": "column",
+    "long_key": None,
+    "class_column": None,
+    "key_column": None,
+    "unlisted_images": "skip",
+}
+
+
+def digest_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped data section as the digests see it: later keys at their default left out."""
+    return {k: v for k, v in data.items() if not (k in LATER_DATA_DEFAULTS and v == LATER_DATA_DEFAULTS[k])}
+
+
 class DataConfig(Strict):
     root: str = "."  # relative to the recipe file's folder
     train_csv: str = "train.csv"

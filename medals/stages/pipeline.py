@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from medals.config import Recipe, digest_train, dump_recipe
+from medals.config.data import digest_data
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
 from medals.runtime.distributed import run_on_main
@@ -47,6 +48,7 @@ _INPUTS = {
 def stage_digest(recipe: Recipe, stage: str) -> str:
     dumped = recipe.model_dump(mode="json")
     payload = {name: dumped[name] for name in _INPUTS[stage]}
+    payload["data"] = digest_data(payload["data"])  # every stage reads data
     payload["data_root"] = str(recipe.data_root)
     if stage == "prepare":
         payload["normalize"] = recipe.train.normalize  # "dataset" makes prepare measure channel stats

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from medals.config import Recipe, digest_train
+from medals.config.data import digest_data
 from medals.errors import MedalsError
 from medals.runtime import distributed
 from medals.runtime.checkpoint import load_checkpoint
@@ -104,7 +105,7 @@ def training_hash(recipe: Recipe, table: pd.DataFrame, fold: int) -> str:
     dumped = recipe.model_dump(mode="json")
     train = digest_train(dumped["train"], "folds")
     # npy and png caches hold the same pixels, and the root may move with the data.
-    data = {k: v for k, v in dumped["data"].items() if k not in ("root", "cache_format")}
+    data = {k: v for k, v in digest_data(dumped["data"]).items() if k not in ("root", "cache_format")}
     rows = sorted(f"{i}:{f}" for i, f in zip(table["id"].astype(str), table["fold"].astype(int), strict=True))
     payload = {
         "task": recipe.task,
