@@ -73,7 +73,8 @@ def _recipe(task: str = "multiclass", augment=None, **train) -> Recipe:
 
 
 def _device_batches(recipe, table, train: bool, seed: int = 0):
-    dataset, batcher = recipe_device_data(recipe, table, 3, train, CPU, channels_last=False)
+    classes = 1 if recipe.task == "segmentation" else 3  # segmentation: the mask channels
+    dataset, batcher = recipe_device_data(recipe, table, classes, train, CPU, channels_last=False)
     loader = make_loader(dataset, 4, False, 0, seed, collate_fn=dataset.collate_fn)
     generator = torch.Generator().manual_seed(seed)
     return [batcher(batch, generator) for batch in loader]

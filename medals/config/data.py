@@ -72,6 +72,8 @@ LATER_DATA_DEFAULTS: dict[str, Any] = {
     "path_column": None,
     "prediction_id": None,
     "prediction_aggregate": "mean",
+    "key_column": None,
+    "unlisted_images": "skip",
 }
 
 
@@ -92,6 +94,22 @@ class DataConfig(Strict):
     mask_column: str | None = None  # RLE column; several rows of one id are OR-ed
     mask_path: str | None = None  # or a template for mask image files
     rle_format: RleFormat = "siim"
+    # How the training CSV lays out the targets: "column" (one label or mask column), "wide" (one 0/1
+    # column per class, the columns named by data.classes: RANZCR CLiP, ISIC 2019; medals/data/
+    # target_shapes.py) or "long" (one row per image and class: RSNA ICH's ID_<image>_<subtype> labels
+    # become one label column, medals/data/target_shapes.py; masks are pivoted to one row per image,
+    # medals/data/long_masks.py, e.g.
+    # Severstal's ImageId,ClassId,EncodedPixels or UW-Madison's id,class,segmentation). A long row names
+    # its class in data.class_column, or its key (data.id_column, or data.key_column where the CSV has
+    # that column instead) joins image and class by data.long_key (Severstal's older "0001.jpg_1" is
+    # "{image}_{class}"); the training CSV and the sample submission may use different forms.
+    target_layout: Literal["column", "wide", "long"] = "column"
+    long_key: str | None = None
+    class_column: str | None = None
+    key_column: str | None = None
+    # Images in data.image_path's folder that the long training CSV does not list: "no_mask" trains on
+    # them as images without any mask (Severstal's newer train.csv lists only images with a defect).
+    unlisted_images: Literal["skip", "no_mask"] = "skip"
     group_column: str | None = None
     meta: MetaConfig | None = None
     keep_columns: list[str] = Field(default_factory=list)  # CSV columns carried into the table
@@ -103,13 +121,6 @@ class DataConfig(Strict):
     cache_size: int | None = Field(None, ge=8)  # side of the resized uint8 cache made by prepare
     # File format of that cache: npy (any channel count) or 8-bit png (1, 3 or 4 channels; DICOM -> PNG).
     cache_format: Literal["npy", "png"] = "npy"
-    # How the training CSV lays out the targets (medals/data/target_shapes.py): "column" (one label column),
-    # "wide" (one 0/1 column per class, the columns named by data.classes: RANZCR CLiP, ISIC 2019) or "long"
-    # (one row per image and class: the key column data.id_column joins them by data.long_key, e.g.
-    # "{image}_{class}" for RSNA ICH's ID_<image>_<subtype>, or the class has its own data.class_column).
-    target_layout: Literal["column", "wide", "long"] = "column"
-    long_key: str | None = None
-    class_column: str | None = None
     # A CSV column holding each image's path relative to data.root (train and test): the image templates
     # then default to "{<path_column>}".
     path_column: str | None = None

@@ -66,6 +66,10 @@ class SubmitConfig(Strict):
     # Keep a mask only when the image-level probability (the model's cls head, or an ensemble's
     # stacked gate) is above this; otherwise the image is submitted empty.
     gate_threshold: float | None = Field(None, ge=0, le=1)
+    # Segmentation: "oof" searches each mask class's pixel threshold, smallest component and empty-mask
+    # gate (its highest pixel probability) on the OOF masks (medals.post.mask_search), in place of the
+    # three keys above; None applies them as given, to every class.
+    mask_search: Literal["oof"] | None = None
     file: str = "submission.csv"
     # value: "train" clips predictions to the training targets' range; None leaves them as predicted.
     clip: Literal["train"] | None = None

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medals.data.channels import fit_channels
 from medals.data.io import read_image, read_mask
+from medals.data.long_masks import decode_classes
 from medals.data.rle import decode_many, is_empty
 from medals.errors import MedalsError
 
@@ -136,7 +137,10 @@ class ImageDataset(Dataset):
         return fit_channels(image, self.in_chans, path)
 
     def _mask(self, index: int, size: tuple[int, int]) -> np.ndarray:
-        """uint8 H x W mask at the read image's size (which is the cache size for cached images)."""
+        """uint8 H x W mask at the read image's size (which is the cache size for cached images);
+        H x W x C with C > 1 mask classes (one channel per class, as albumentations takes them)."""
+        if self.num_classes > 1:
+            return self._class_masks(index, size)
         mask_path = self.mask_paths[index] if self.mask_paths is not None else ""
         if mask_path:
             mask = read_mask(mask_path)
@@ -160,6 +164,21 @@ class ImageDataset(Dataset):
             mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
         return mask
 
+    def _class_masks(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        if self.rles is None:
+            raise MedalsError(
+                "masks of several classes are read from RLE rows (data.mask_column), not mask files"
+            )
+        height, width = (int(v) for v in self.sizes[index])
+        try:
+            mask = decode_classes(self.rles[index], (height, width), self.rle_format, self.num_classes)
+        except MedalsError as exc:
+            raise MedalsError(f"image {self.ids[index]}: {exc}") from None
+        mask = mask.astype(np.uint8)
+        if mask.shape[:2] != size:
+            mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+        return mask
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image = self._image(index)
         segment = self.task == "segmentation" and self.with_target
@@ -176,7 +195,9 @@ class ImageDataset(Dataset):
             "index": index,
         }
         if segment:
-            mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+            mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+            # [1, H, W] for one mask, [C, H, W] for one channel per class (H x W x C from the transform)
+            mask_t = mask_t[None] if mask_t.ndim == 2 else mask_t.permute(2, 0, 1).contiguous()
             item["mask"] = mask_t
             item["target"] = (mask_t > 0).any().to(torch.float32)
         item.update(self.labels_and_meta(index))

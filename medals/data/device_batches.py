@@ -86,6 +86,11 @@ def collate_encoded(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _mask_chw(mask: torch.Tensor) -> torch.Tensor:
+    """[C, H, W] of a worker's mask: H x W (one mask) or H x W x C (one channel per class)."""
+    return mask[None] if mask.ndim == 2 else mask.permute(2, 0, 1)
+
+
 class DeviceBatcher:
     """Decode, augment (train) or only resize (validation), and normalise a collated batch on `device`.
 
@@ -140,7 +145,7 @@ class DeviceBatcher:
         sizes = {tuple(image.shape[-2:]) for image in images}
         if len(sizes) == 1:
             x = torch.stack(images)
-            m = torch.stack(masks)[:, None] if masks is not None else None
+            m = torch.stack([_mask_chw(mk) for mk in masks]) if masks is not None else None
             return x, m
         # Mixed sizes cannot share one batched warp: bring each to the training size first.
         side = self.augment.image_size
@@ -153,7 +158,10 @@ class DeviceBatcher:
         m = None
         if masks is not None:
             m = torch.cat(
-                [F.interpolate(mk[None, None].float(), size=(side, side), mode="nearest") for mk in masks]
+                [
+                    F.interpolate(_mask_chw(mk)[None].float(), size=(side, side), mode="nearest")
+                    for mk in masks
+                ]
             )
             m = m.to(torch.uint8)
         return x, m

@@ -18,6 +18,7 @@ import pandas as pd
 
 from medals.data.csv import read_csv
 from medals.data.inspect_layout import Layout, infer_layout, wide_task
+from medals.data.inspect_long import LongLayout, find_long
 from medals.data.inspect_numeric import numeric_target
 from medals.data.labels import show_values
 from medals.data.meta import value_key
@@ -62,6 +63,7 @@ class Columns:
     categorical: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
     layout: Layout | None = None  # wide or long targets, prediction groups (medals/data/inspect_layout.py)
+    long: LongLayout | None = None  # (image, class) rows of segmentation masks (medals.data.inspect_long)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -125,6 +127,25 @@ def read_columns(
     train_csv, test_csv, sample_csv = find_tables(root, settings)
     train, sample = _read(root / train_csv), _read(root / sample_csv)
     test = sample if test_csv == sample_csv else _read(root / test_csv)
+    layout = find_long(root, train_csv, train, sample_csv, sample, settings, _is_rle)
+    if layout is not None:  # (image, class) rows of RLE masks
+        cols = Columns(
+            root,
+            train_csv,
+            test_csv,
+            sample_csv,
+            layout.train,
+            layout.sample,
+            layout.sample,
+            layout.id_column,
+            Finding("segmentation", layout.why["data.target_layout"]),
+        )
+        cols.mask_column, cols.long = layout.mask_column, layout
+        # init reads images and ids through cols.layout: one row per image already
+        cols.layout = Layout("column", layout.train, layout.sample, layout.id_column)
+        cols.submit_kind = Finding("rle", "one RLE per row of the sample submission: its image and class")
+        cols.why["label"] = f"'{layout.mask_column}' holds run-length encoded masks"
+        return cols
     names = {"train": str(root / train_csv), "test": str(root / test_csv), "sample": str(root / sample_csv)}
     layout = infer_layout(train, test, sample, settings, names, test is sample)
     id_column = layout.id_column

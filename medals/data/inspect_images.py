@@ -250,3 +250,12 @@ def find_masks(root: Path, ids: list[str], index: dict[str, list[str]]) -> str |
             if "mask" in os.path.dirname(path).lower():
                 templates[_template(path, ident)] += 1
     return templates.most_common(1)[0][0] if templates else None
+
+
+def template_images(root: Path, template: str, ids: list[str]) -> Images:
+    """The images of a template given on the command line (data.image_path=...), described as found ones."""
+    if "{channel}" in template:
+        raise MedalsError(
+            f"data.image_path '{template}' with {{channel}}: set data.channels in the recipe instead"
+        )
+    return _describe(root, template, None, ids[:: max(1, len(ids) // SAMPLE)][:SAMPLE])

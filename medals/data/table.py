@@ -20,6 +20,14 @@ from medals.data.corrections import apply_label_corrections
 from medals.data.csv import read_csv
 from medals.data.io import image_size, read_mask, split_paths
 from medals.data.labels import group_rle, multiclass_labels, multilabel_labels, numeric_targets, show_values
+from medals.data.long_masks import (
+    check_long,
+    is_long,
+    long_classes,
+    pivot_masks,
+    split_keys,
+    with_unlisted_images,
+)
 from medals.data.meta import check_columns, meta_features, required_columns, value_key
 from medals.data.target_shapes import reshape_frames
 from medals.data.templates import render, resolve_paths, template_fields
@@ -72,6 +80,8 @@ def _required(recipe: Recipe, split: str) -> list[str]:
             names.append(data.label_column)
         if recipe.task == "segmentation" and data.mask_column:
             names.append(data.mask_column)
+        if is_long(data) and data.class_column:
+            names.append(data.class_column)
         if recipe.task == "segmentation" and data.mask_path:
             templates.append((data.mask_path, "mask_path"))
         if data.group_column:
@@ -96,6 +106,12 @@ def _check_recipe(recipe: Recipe) -> None:
         raise MedalsError("task 'multilabel' needs data.num_classes or data.classes")
     if recipe.task == "segmentation" and not (data.mask_column or data.mask_path):
         raise MedalsError("task 'segmentation' needs data.mask_column (RLE) or data.mask_path (mask files)")
+    check_long(data)
+    if is_long(data) and not (recipe.task == "segmentation" and data.mask_column):
+        raise MedalsError(
+            "data.target_layout 'long' is read here for segmentation masks in data.mask_column "
+            f"(task '{recipe.task}'{', mask files' if data.mask_path else ''})"
+        )
     if recipe.split.method == "fixed":
         if not recipe.split.column:
             raise MedalsError(
@@ -262,25 +278,38 @@ def _part(recipe: Recipe, frame: pd.DataFrame, split: str, csv_name: str) -> pd.
 def build_table(recipe: Recipe) -> pd.DataFrame:
     """Read, check and normalise the competition CSVs into the table (see the module contract)."""
     train, train_name, test, test_name = _source_frames(recipe)
-    # Wide and long targets become one label column here; everything below reads the column layout.
-    train, test, data = reshape_frames(recipe, train, test, train_name, test_name)
+    # Long segmentation masks are pivoted below (medals.data.long_masks); other wide and long targets
+    # become one label column here, and everything below reads the column layout.
+    if not (recipe.task == "segmentation" and is_long(recipe.data)):
+        train, test, data = reshape_frames(recipe, train, test, train_name, test_name)
+        recipe = recipe.model_copy(update={"data": data})
     train = apply_label_corrections(recipe, train, train_name)
-    recipe = recipe.model_copy(update={"data": data})
     _check_recipe(recipe)
+    data = recipe.data
     root = recipe.data_root
+    classes = None
+    if is_long(data):  # (image, class) rows: the image id split from a combined key where there is one
+        train = split_keys(train, data, train_name, data.classes)
     train = _train_frame(recipe, train, train_name)
     seg_rle = recipe.task == "segmentation" and data.mask_column
     train = _check_ids(train, data.id_column, train_name, unique=not seg_rle)
-    if seg_rle:
+    if seg_rle and is_long(data):
+        classes = long_classes(train, data, train_name)
+        if data.unlisted_images == "no_mask":
+            train = with_unlisted_images(train, data, root, classes[0])
+        train, rle, has_mask = pivot_masks(train, data, classes, train_name)
+        train["__rle"], train["__has_mask"] = rle, has_mask
+    elif seg_rle:
         train, rle, has_mask = group_rle(train, data)
         train["__rle"], train["__has_mask"] = rle, has_mask
 
     if test is not None:
+        if is_long(data):  # a test CSV (or the sample) with (image, class) rows: its images
+            test = split_keys(test, data, test_name, classes or data.classes)
         check_columns(test, _required(recipe, "test"), f"CSV file {test_name}")
         test = _check_ids(test, data.id_column, test_name, unique=recipe.task != "segmentation")
         test = test.drop_duplicates(data.id_column, keep="first").reset_index(drop=True)
 
-    classes = None
     if recipe.task in ("multiclass", "binary"):
         train["__label"], classes = multiclass_labels(train, data, train_name)
         if recipe.task == "binary" and len(classes) != 2:
@@ -338,10 +367,16 @@ def build_table(recipe: Recipe) -> pd.DataFrame:
 def resolved_classes(recipe: Recipe, table: pd.DataFrame | None = None) -> list[str]:
     """The class names, index i = label i (multiclass) / label id i (multilabel); ["mask"] for segmentation."""
     data = recipe.data
-    if recipe.task == "segmentation":
+    if recipe.task == "segmentation" and not is_long(data):
         return ["mask"]
     if recipe.task == "regression":
         return [data.label_column or "target"]
+    if recipe.task == "segmentation":  # one output channel per class of the long layout
+        if data.classes:
+            return list(data.classes)
+        if table is not None and table.attrs.get("classes"):
+            return list(table.attrs["classes"])
+        raise MedalsError("data.target_layout 'long' needs data.classes here (or run `medals prepare`)")
     if data.classes:
         return list(data.classes)
     if recipe.task == "multilabel":

@@ -63,7 +63,8 @@ def predict_with_cls(
     With identity=True a third item follows: the identity view's probabilities alone (the first TTA
     view, computed anyway), so evaluate can say what the other views gained at no extra forward pass.
 
-    Probabilities are [N, K] for classification, [N, H, W] for segmentation; the second item is the
+    Probabilities are [N, K] for classification, [N, H, W] for segmentation ([N, C, H, W] with C > 1
+    mask classes); the second item is the
     classification head's of a segmentation model, None otherwise. Row r of the result belongs to the
     dataset's row r (placed by batch["index"]), whatever the loader's order. Segmentation outputs are
     mapped back from each view before merging.
@@ -139,7 +140,8 @@ def predict_with_cls(
 
 
 def _rows(probs: torch.Tensor, segment: bool) -> np.ndarray:
-    """A batch's probabilities on the host: [B, K], or [B, H, W] for a mask."""
-    if segment and probs.ndim == 4:
+    """A batch's probabilities on the host: [B, K], [B, H, W] for one mask, [B, C, H, W] for one channel
+    per mask class."""
+    if segment and probs.ndim == 4 and probs.shape[1] == 1:
         probs = probs[:, 0]
     return probs.cpu().numpy().astype(np.float32, copy=False)

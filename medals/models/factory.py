@@ -32,7 +32,8 @@ def _weights_path(recipe: Recipe) -> Path:
 def create_model(
     recipe: Recipe, num_classes: int, n_meta: int = 0, *, init_weights: bool = True
 ) -> nn.Module:
-    """Classifier (logits [B, K]) or Segmenter (mask logits [B, 1, H, W]) for the recipe's model section.
+    """Classifier (logits [B, K]) or Segmenter (mask logits [B, K, H, W], K mask classes) for the recipe's
+    model section.
 
     Downloads ImageNet weights only when model.pretrained is true and no model.weights file is given.
     init_weights=False skips both (random init): for rebuilding a model whose checkpoint is loaded next.
@@ -56,7 +57,7 @@ def create_model(
             load_local_weights(model.backbone, _weights_path(recipe), cfg.weights_mapping)
         return model
 
-    model = Segmenter.from_config(cfg)
+    model = Segmenter.from_config(cfg, classes=num_classes)
     if cfg.weights:
         path = _weights_path(recipe)
         if model.is_timm_encoder:

@@ -1,4 +1,5 @@
-"""Binary segmentation models from segmentation_models_pytorch with a timm or native smp encoder."""
+"""Segmentation models from segmentation_models_pytorch with a timm or native smp encoder: one output
+channel per mask class (sigmoid each; one channel for a binary mask)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class ClassificationHead(nn.Module):
 
 
 class Segmenter(nn.Module):
-    """Wraps an smp model; forward(image, meta=None) -> mask logits [B, 1, H, W] (meta is ignored).
+    """Wraps an smp model; forward(image, meta=None) -> mask logits [B, classes, H, W] (meta is ignored).
 
     With cls_head, forward returns (mask logits, image logits [B, 1]): smp calls its
     classification_head on the deepest encoder features.
@@ -62,6 +63,7 @@ class Segmenter(nn.Module):
         pretrained: bool = False,
         decoder: dict[str, Any] | None = None,
         cls_head: bool = False,
+        classes: int = 1,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -72,7 +74,7 @@ class Segmenter(nn.Module):
                 encoder_name=self.encoder_name,
                 encoder_weights="imagenet" if pretrained else None,
                 in_channels=in_chans,
-                classes=1,
+                classes=int(classes),
                 **(decoder or {}),
             )
         except (TypeError, ValueError, KeyError) as exc:
@@ -87,7 +89,7 @@ class Segmenter(nn.Module):
         return self.net.classification_head is not None
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> Segmenter:
+    def from_config(cls, cfg: ModelConfig, classes: int = 1) -> Segmenter:
         return cls(
             cfg.arch,
             cfg.backbone,
@@ -96,6 +98,7 @@ class Segmenter(nn.Module):
             pretrained=cfg.pretrained and cfg.weights is None,
             decoder=cfg.decoder,
             cls_head=cfg.cls_head,
+            classes=classes,
         )
 
     @property

@@ -30,6 +30,20 @@ def mean_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(dice_per_image(pred, truth)))
 
 
+def class_pairs(masks: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] masks of C classes -> [N * C, H, W], one mask per (image, class) pair (image-major)."""
+    masks = np.asarray(masks)
+    return masks.reshape(-1, *masks.shape[2:]) if masks.ndim == 4 else masks
+
+
+def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[N, C] Dice of every (image, class) pair of [N, C, H, W] stacks; their mean is Severstal's metric."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.ndim != 4:
+        raise MedalsError(f"masks of several classes must be [N, C, H, W], got shape {pred.shape}")
+    return dice_per_image(class_pairs(pred), class_pairs(truth)).reshape(pred.shape[:2])
+
+
 def downsample(images: np.ndarray, size: int = 128) -> np.ndarray:
     """Bilinear resize of a stack [N, H, W] to float32 [N, size, size] (half-pixel centres, no antialias).
 

@@ -10,6 +10,7 @@ named subsets (metrics.subsets), and on ranks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,9 @@ from medals.config.metric_names import METRIC_NAMES, default_metrics
 from medals.errors import MedalsError
 from medals.post.dice import (  # noqa: F401 - the Dice functions are scored and imported from here too
     best_threshold,
+    class_pairs,
     dice_at_size,
+    dice_per_class,
     dice_per_image,
     downsample,
     mean_dice,
@@ -199,6 +202,12 @@ def task_metrics(
             "f1_macro_05": f1_macro(truth, probs, 0.5),
             "auc_macro": auc_macro(truth, probs),
         }
+    if task == "segmentation" and probs.ndim == 4:  # C mask classes: mean over (image, class) pairs
+        per = dice_per_class(probs > 0.5, truth)
+        return {
+            "dice": float(per.mean()),
+            **{f"dice_c{k}": float(per[:, k].mean()) for k in range(per.shape[1])},
+        }
     if task == "segmentation":
         return {"dice": mean_dice(probs > 0.5, truth)}
     raise MedalsError(
@@ -240,13 +249,23 @@ def _metrics(recipe: Recipe, truth, probs, positive: int | None) -> dict[str, fl
     context = metric_context(recipe, positive)
     out = task_metrics(recipe.task, truth, probs, positive=positive, context=context)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
-        out["dice"] = dice_at_size(probs, truth, recipe.metrics.dice_size)
+        out["dice"] = dice_at_size(class_pairs(probs), class_pairs(truth), recipe.metrics.dice_size)
     # Asked for: metrics.extra, the main metric, and any registry metric a checkpoint rule names.
     rules = [rule.metric for rule in recipe.train.checkpoints if rule.metric in METRIC_NAMES]
     asked = [*recipe.metrics.extra, recipe.main_metric, *rules]
     wanted = [name for name in asked if name not in out and name not in default_metrics(recipe.task)]
     out.update(compute(wanted, recipe.task, truth, probs, context))
+    names = recipe.data.classes
+    if names and np.ndim(probs) == 4 and len(names) == np.shape(probs)[1]:
+        # per-class Dice under the classes' names (dice_large_bowel), else their index (dice_c0)
+        out = {_class_key(key, names): value for key, value in out.items()}
     return out
+
+
+def _class_key(key: str, names: Sequence[str]) -> str:
+    if not key.startswith("dice_c") or not key[6:].isdigit():
+        return key
+    return "dice_" + re.sub(r"[^0-9A-Za-z]+", "_", str(names[int(key[6:])]))
 
 
 def cls_metrics(rows: pd.DataFrame, cls_probs: np.ndarray) -> dict[str, float]:
@@ -292,7 +311,9 @@ def score_pooled(
     """
     out = score(recipe, rows, truth, probs, positive, cls_probs)
     if recipe.task == "segmentation" and recipe.metrics.dice_size:
-        best, dice = sweep_pixel_threshold(probs, truth, _COARSE_GRID, size=recipe.metrics.dice_size)
+        best, dice = sweep_pixel_threshold(
+            class_pairs(probs), class_pairs(truth), _COARSE_GRID, size=recipe.metrics.dice_size
+        )
         out.update({"dice_best": dice[best], "pixel_threshold_best": best})
     if recipe.submit_kind == "ordinal":
         out.update(fitted_qwk(recipe, truth, probs))

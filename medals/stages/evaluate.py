@@ -101,14 +101,18 @@ def _score_holdout(recipe, layout, rows, outputs, num_classes, positive) -> dict
 
 def _truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndarray:
     if recipe.task == "segmentation":
-        return mask_truth(recipe, rows)
+        return mask_truth(recipe, rows, num_classes)
     return class_truth(recipe, rows, num_classes)
 
 
 def _oof_frame(recipe: Recipe, rows: pd.DataFrame, probs: np.ndarray, num_classes: int) -> pd.DataFrame:
     if recipe.task != "segmentation":
         return prob_frame(rows["id"], probs, num_classes)
-    return pd.DataFrame({"id": rows["id"].astype(str), "p_max": probs.reshape(len(probs), -1).max(axis=1)})
+    frame = pd.DataFrame({"id": rows["id"].astype(str), "p_max": probs.reshape(len(probs), -1).max(axis=1)})
+    if probs.ndim == 4:  # C mask classes: each class's highest pixel probability too
+        for k in range(probs.shape[1]):
+            frame[f"p_max_{k}"] = probs[:, k].reshape(len(probs), -1).max(axis=1)
+    return frame
 
 
 def _pooled_metrics(recipe, rows, truth, oof, masks, num_classes, positive) -> dict:

@@ -18,7 +18,7 @@ import yaml
 from medals.config import apply_override, parse_override, recipe_from_dict
 from medals.config.metric_names import metric_direction
 from medals.config.recipe import MAIN_METRIC
-from medals.data.inspect import Columns, read_columns
+from medals.data.inspect import Columns, Finding, read_columns
 from medals.data.inspect_images import (
     DICOM_EXTS,
     TIFF_EXTS,
@@ -28,6 +28,7 @@ from medals.data.inspect_images import (
     given_images,
     index_files,
 )
+from medals.data.inspect_long import rle_order, unlisted_images
 from medals.errors import MedalsError
 from medals.files import write_text
 from medals.stages.common import say
@@ -91,6 +92,15 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     cols = read_columns(root, settings, lambda ids: settings.get("mask_path") or find_masks(root, ids, index))
     train_images = _images(root, cols, "train", settings, index)
     test_images = _images(root, cols, "test", settings, index)
+    train_ids = cols.train[cols.id_column].astype(str).drop_duplicates().tolist()
+    if cols.long is not None:  # which pixel order the RLE counts in, from the masks' shapes
+        fmt = settings.get("rle_format")
+        found = (
+            (fmt, "set on the command line")
+            if fmt
+            else rle_order(cols.train[cols.mask_column], train_images.size, cols.mask_column, cols.train_csv)
+        )
+        cols.rle_format = Finding(*found)
     task = cols.task.value
     side = min(train_images.size)
     size = _image_size(side)
@@ -153,6 +163,17 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
         data["test_image_path"] = test_images.template
         why["data.image_path"] = f"{train_images.how}; {seen}"
         why["data.test_image_path"] = test_images.how
+    if cols.long is not None:
+        data.update(cols.long.keys)
+        why.update(cols.long.why)
+        why["data.id_column"] = "the image id of each (image, class) row"
+        unlisted = unlisted_images(root, cols.long, train_images.template, train_ids)
+        if unlisted:
+            data["unlisted_images"] = "no_mask"
+            why["data.unlisted_images"] = (
+                f"{unlisted} images of {os.path.dirname(train_images.template) or '.'}/ have no row in "
+                f"{cols.train_csv}, which lists only masks present: they train as images without a mask"
+            )
     if cols.group_column:
         data["group_column"] = cols.group_column.value
         why["data.group_column"] = cols.group_column.why
@@ -201,6 +222,11 @@ def build_tree(root: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], di
     if task == "regression":
         submit["clip"] = "train"
         why["submit.clip"] = "predictions outside the training targets' range are clipped to it"
+    if cols.long is not None:
+        submit["mask_search"] = "oof"
+        why["submit.mask_search"] = (
+            "each class's pixel threshold, smallest region and empty-mask gate, best on OOF"
+        )
     if cols.target_class is not None:
         submit["target_classes"] = [cols.target_class]
         why["submit.target_classes"] = cols.why.get("target_class", "")

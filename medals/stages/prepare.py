@@ -13,10 +13,16 @@ def run_prepare(recipe: Recipe, layout: RunLayout) -> None:
 
     table = build_table(recipe)
     classes = resolved_classes(recipe, table)
-    # One output for a mask, for binary (the sigmoid of the second class), for a regression value and
-    # for an ordinal grade (regressed on the class index).
-    one_output = recipe.task in ("segmentation", "binary", "regression", "ordinal")
-    num_classes = 1 if one_output else (recipe.data.num_classes or len(classes or []))
+    # One output for binary (the sigmoid of the second class), for a regression value and for an ordinal
+    # grade (regressed on the class index); segmentation: one per mask class.
+    if recipe.task == "segmentation":
+        num_classes = len(classes)
+    elif recipe.task in ("binary", "regression", "ordinal"):
+        num_classes = 1
+    else:
+        num_classes = recipe.data.num_classes or len(classes or [])
+    if recipe.task == "segmentation" and len(classes) > 1 and not recipe.data.classes:
+        say(f"prepare: data.classes not set: {len(classes)} mask classes read from {recipe.data.train_csv}")
     if recipe.task in ("multiclass", "binary", "ordinal") and not recipe.data.classes:
         shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
         say(

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from medals.config import Recipe
+from medals.data.long_masks import is_long
 from medals.errors import MedalsError
 from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
 from medals.stages.layout import RunLayout
+from medals.stages.submit_masks import class_mask_submission, uses_class_masks
 from medals.stages.submit_numeric import ordinal_submission, value_submission
 from medals.stages.truth import class_truth
 
@@ -46,6 +48,12 @@ def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
         raise MedalsError("data.sample_submission is not set: a submission cannot be validated without it")
     path = recipe.data_root / recipe.data.sample_submission
     sample = read_sample(path)
+    if is_long(recipe.data):  # (image, class) rows: their images and classes
+        from medals.data.long_masks import check_long_sample
+
+        return check_long_sample(
+            sample, recipe.data, read_labels(layout)["classes"], path, TableRows(layout).test
+        )
     # The image (or prediction group) of each sample row, its columns checked against data.target_layout.
     sample_rows = sample_ids(sample, recipe.data, f"sample submission {path}").astype(str)
     test = TableRows(layout).test
@@ -109,6 +117,10 @@ def write_recipe_submission(
         sub = value_submission(recipe, rows.train, test, columns)
     elif kind == "ordinal":
         sub = ordinal_submission(recipe, rows.train, test, oof, labels, columns)
+    elif uses_class_masks(recipe, labels):
+        sub = class_mask_submission(
+            recipe, layout, rows, test, masks, oof, labels, sample, sample_path, _gate(recipe, test)
+        )
     else:
         sub = _rle(recipe, rows, test, masks, columns)
     write_submission(sub, sample_path, out_path)

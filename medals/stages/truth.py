@@ -19,14 +19,25 @@ def class_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int) -> np.ndar
     return multi_hot(rows["labels"], num_classes)
 
 
-def mask_truth(recipe: Recipe, rows: pd.DataFrame) -> np.ndarray:
-    """Masks at network resolution, resized the way the validation transform resizes them."""
+def mask_truth(recipe: Recipe, rows: pd.DataFrame, num_classes: int = 1) -> np.ndarray:
+    """Masks at network resolution, resized the way the validation transform resizes them: [N, S, S],
+    or [N, C, S, S] for C > 1 mask classes."""
     import cv2
 
     from medals.data.io import read_mask
+    from medals.data.long_masks import decode_classes
     from medals.data.rle import decode_many
 
     size = recipe.train.image_size
+    if num_classes > 1:
+        masks = np.zeros((len(rows), num_classes, size, size), dtype=bool)
+        for row, item in enumerate(rows.itertuples(index=False)):
+            full = decode_classes(
+                item.rle, (int(item.height), int(item.width)), recipe.data.rle_format, num_classes
+            )
+            small = cv2.resize(full.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+            masks[row] = small.reshape(size, size, num_classes).transpose(2, 0, 1) > 0
+        return masks
     masks = np.zeros((len(rows), size, size), dtype=bool)
     for row, item in enumerate(rows.itertuples(index=False)):
         mask_path = getattr(item, "mask_path", None)

@@ -131,10 +131,14 @@ def soft_dice(
     the intersection before doubling, 2 (sum(p t) + smooth) / (denom + smooth), so an empty image with
     an empty prediction scores 2, not 1; clamp clips the batch mean score to [0, 1 - 1e-7] before
     1 - score (no gradient flows where it clips).
+    Masks of several classes [B, C, H, W] (C > 1) get one Dice per image and class, averaged over both, as
+    Severstal scores them.
     """
 
     def fn(logits: Tensor, batch: dict) -> Tensor:
         x, t = binary_pair(logits, batch, task)
+        if task == "segmentation" and x.ndim == 4 and x.shape[1] > 1:
+            x, t = x.flatten(0, 1), t.flatten(0, 1)  # each (image, class) pair is one mask
         p = torch.sigmoid(x.float()).flatten(1) if x.ndim > 1 else torch.sigmoid(x.float())[:, None]
         t = t.float().reshape(p.shape)
         inter = (p * t).sum(1)

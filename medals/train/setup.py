@@ -64,7 +64,7 @@ class Run:
 
 def _resolve_num_classes(recipe: Recipe, num_classes: int | None) -> int:
     if recipe.task == "segmentation":
-        return 1
+        return 1 if num_classes is None else int(num_classes)  # mask classes (labels.json)
     if num_classes is not None:
         return int(num_classes)
     if recipe.data.num_classes is not None:

@@ -54,8 +54,10 @@ def validate(run: Run) -> tuple[float, dict[str, float]]:
             truths.append(target.astype(np.int64) if task == "ordinal" else target.astype(np.float64))
         else:
             # float16 keeps a large segmentation fold's probabilities in memory at half the cost.
-            probs.append(prob[:, 0].to(torch.float16).cpu().numpy())
-            truths.append(batch["mask"][:, 0].cpu().numpy() > 0.5)
+            # One mask: [B, H, W]; several classes: [B, C, H, W].
+            one = prob.shape[1] == 1
+            probs.append((prob[:, 0] if one else prob).to(torch.float16).cpu().numpy())
+            truths.append((batch["mask"][:, 0] if one else batch["mask"]).cpu().numpy() > 0.5)
     # Each rank validated its own chunk of rows: every rank gets all of them, in row order.
     term_totals = {name: float(total) for name, total in term_sums.items()}
     truth, prob, cls_prob, loss_total, seen, term_totals = sharding.gather_validation(

@@ -191,7 +191,7 @@ class GpuAugment:
     """Spec ops, then Resize(image_size) and normalisation, on [B, C, H, W] batches.
 
     `aug(images, masks, generator)` takes images [B, C, H, W] (uint8, or float on the 0-255 scale) and
-    optional masks [B, 1, H, W] on any device, applies every op with a per-sample Bernoulli(p) and
+    optional masks [B, 1, H, W] (or [B, C, H, W], one channel per mask class) on any device, applies every op with a per-sample Bernoulli(p) and
     per-sample parameters drawn from the generator, then Resize(image_size) (bilinear without
     antialiasing like cv2.INTER_LINEAR; masks nearest) and normalises: "fixed" is (x / 255 - mean) / std,
     "image" standardises each image's channels by their own mean and std like augment_cpu.ImageStandardize
@@ -244,7 +244,7 @@ class GpuAugment:
         if images.ndim != 4:
             raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
         if masks is not None and (masks.ndim != 4 or masks.shape[0] != images.shape[0]):
-            raise ValueError(f"masks must be [B, 1, H, W] like the images, got {tuple(masks.shape)}")
+            raise ValueError(f"masks must be [B, C, H, W] like the images, got {tuple(masks.shape)}")
         if self.normalize == "fixed" and (
             len(self.mean) != images.shape[1] or len(self.std) != images.shape[1]
         ):

@@ -324,7 +324,7 @@ def resample(
     n, _, h, w = x.shape
     oh, ow = out_size
     image = _Blend(n, x.shape[1], oh, ow, x.device)
-    mask = _Blend(n, 1, oh, ow, x.device) if m is not None else None
+    mask = _Blend(n, m.shape[1], oh, ow, x.device) if m is not None else None  # C mask channels
     # the innermost stage that can reach outside its input; grid_sample may resolve its border
     inner = next((k for k, stage in enumerate(stages) if not stage.transparent()), None)
     padding = _native_padding(stages[inner], m is not None) if inner is not None else None

@@ -30,15 +30,22 @@ def segmentation_section(run: RunView, plots) -> str:
     import cv2
 
     from medals.data.io import read_image
-    from medals.post.metrics import dice_per_image
+    from medals.post.metrics import dice_per_class, dice_per_image
     from medals.stages.truth import mask_truth
 
     if not run.layout.oof_masks.is_file() or run.oof_rows is None:
         return ""
     probs = np.load(run.layout.oof_masks).astype(np.float32)
     rows = run.oof_rows
-    truth = mask_truth(run.recipe, rows)
+    classes = probs.shape[1] if probs.ndim == 4 else 1
+    truth = mask_truth(run.recipe, rows, classes)
     threshold = float(run.config.get("submit", {}).get("pixel_threshold", 0.5))
+    per_class = []
+    if classes > 1:  # per-class Dice first; below, each image's union of its class masks
+        per = dice_per_class(probs > threshold, truth).mean(axis=0)
+        bars = plots.per_class_bars({"Dice": per}, run.classes[:classes] or [str(k) for k in range(classes)])
+        per_class = [figure(bars, "per-class Dice")]
+        probs, truth = probs.max(axis=1), truth.any(axis=1)
     predicted = probs > threshold
     dice = dice_per_image(predicted, truth)
     rates = empty_rates(truth, predicted)
@@ -46,6 +53,7 @@ def segmentation_section(run: RunView, plots) -> str:
     mean_dice = [float(dice_per_image(probs > t, truth).mean()) for t in sweep]
     pixels = (truth.reshape(len(truth), -1).sum(axis=1), predicted.reshape(len(predicted), -1).sum(axis=1))
     out = [
+        *per_class,
         figure(plots.histogram(dice, "Dice"), "Dice per image"),
         figure(
             plots.threshold_sweep(sweep, np.array(mean_dice), threshold, "Dice"), "Dice against threshold"
