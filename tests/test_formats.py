@@ -179,7 +179,12 @@ def test_init_uses_the_image_templates_it_is_given(tmp_path, capsys):
 # A declaration that does not fit the folder: (folder, verb, overrides, words of the one sentence).
 WRONG = [
     ("ranzcr_wide_multilabel", "init", ["data.classes=[ETT, NGT]"], "are not the value columns"),
-    ("ranzcr_wide_multilabel", "run", ["task=multiclass"], "task multiclass (one-hot) needs exactly one"),
+    (
+        "ranzcr_wide_multilabel",
+        "run",
+        ["task=multiclass", "train.checkpoints=[{name: best, metric: auc}]"],
+        "task multiclass (one-hot) needs exactly one",
+    ),
     ("ranzcr_wide_multilabel", "run", ["data.classes=[a, b, c, d, e, f, g, h, i, j, k]"], "has no column(s)"),
     ("rsna_ich_long", "run", ["data.long_key=ID_{class}_{image}"], "are not data.long_key"),
     ("rsna_breast_groups", "run", ["data.prediction_id={patient_id}_{side}"], "'side'"),

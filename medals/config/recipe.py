@@ -110,10 +110,18 @@ class Recipe(Strict):
             raise ValueError(
                 "submit.kind 'label' (the most probable class) is for tasks binary and multiclass"
             )
-        if self.submit_kind not in SUBMIT_KINDS[self.task]:
+        kinds = SUBMIT_KINDS[self.task]
+        if self.task == "multilabel" and self.data.target_layout != "column":
+            kinds = ("probability",)  # one probability per class column (RANZCR) or class row (RSNA ICH)
+        if self.submit_kind not in kinds:
             raise ValueError(
-                f"submit.kind '{self.submit_kind}' does not fit task '{self.task}': "
-                f"use {' or '.join(SUBMIT_KINDS[self.task])}"
+                f"submit.kind '{self.submit_kind}' does not fit task '{self.task}'"
+                + (
+                    f" with data.target_layout '{self.data.target_layout}'"
+                    if self.data.target_layout != "column"
+                    else ""
+                )
+                + f": use {' or '.join(kinds)}"
             )
         if submit.clip is not None and self.submit_kind != "value":
             raise ValueError("submit.clip is for submit.kind 'value' (a regression output)")
