@@ -13,7 +13,9 @@ import yaml
 from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
 from medals.files import read_json
-from medals.stages.pipeline import STAGES
+from medals.stages.aside import stale_lines
+from medals.stages.layout import RunLayout
+from medals.stages.pipeline import STAGES, read_stamp
 from medals.stages.report import is_run_folder
 
 
@@ -62,16 +64,21 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
     rows = []
     for folder, config, values in zip(folders, configs, flat, strict=True):
         metric = MAIN_METRIC.get(config.get("task"), "auc")
-        report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        report = (
+            read_json(folder / "metrics.json", RunLayout(folder).redo_hint(folder / "metrics.json"))
+            if (folder / "metrics.json").is_file()
+            else {}
+        )
         folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
         row: dict[str, Any] = {"run": config.get("name", folder.name), "metric": metric}
         row["cv"] = report.get("pooled", {}).get(metric, np.nan)
         row["fold_mean"] = float(np.mean(folds)) if folds else np.nan
         row["fold_std"] = float(np.std(folds)) if folds else np.nan
         for stage in STAGES:
-            stamp_path = folder / "stages" / f"{stage}.json"
-            stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+            stamp = read_stamp(RunLayout(folder), stage) or {}
             row[f"{stage}_s"] = stamp.get("seconds", np.nan)
+        # Folds moved aside by a changed config or --force (`medals clean` deletes them); NaN: none.
+        row["stale_folds"] = len(stale_lines(folder)) or np.nan
         for key in differ:
             row[key] = values.get(key, "(unset)")
         rows.append(row)

@@ -9,8 +9,8 @@ import pandas as pd
 
 from medals.config import GateSpec, Recipe
 from medals.errors import MedalsError
-from medals.files import write_json, write_npy, write_parquet
-from medals.stages.common import read_labels, require, say
+from medals.files import read_npy, write_json, write_npy, write_parquet
+from medals.stages.common import read_labels, read_run_parquet, say
 from medals.stages.layout import RunLayout
 from medals.stages.submit import SUBMITTED, submitted_probability, write_recipe_submission
 
@@ -34,7 +34,7 @@ def run_ensemble(
     if len(tasks) != 1:
         raise MedalsError(f"recipes of different tasks cannot be ensembled: {sorted(tasks)}")
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
-    tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
+    tests = [read_run_parquet(layout, layout.test_predictions, "predict") for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
     submitted_only = first.task in ("multiclass", "binary") and first.submit_kind == "probability"
     if submitted_only:
@@ -44,7 +44,12 @@ def run_ensemble(
         if method != "mean":
             raise MedalsError("segmentation masks are ensembled by 'mean' only")
         _check_same_ids(tests, recipes)
-        masks = combine_arrays(_same_size([np.load(layout.test_masks) for layout in layouts]), weights)
+        masks = combine_arrays(
+            _same_size(
+                [read_npy(layout.test_masks, layout.redo_hint(layout.test_masks)) for layout in layouts]
+            ),
+            weights,
+        )
         test = tests[0][["id"]].copy()
         write_npy(out_dir / "test_masks.npy", masks.astype(np.float16))
         if gate is not None:
@@ -74,7 +79,7 @@ def run_ensemble(
     )
     oof = None
     if first.task == "multilabel" and all(layout.oof.exists() for layout in layouts):
-        oofs = [pd.read_parquet(layout.oof).drop(columns="fold") for layout in layouts]
+        oofs = [read_run_parquet(layout, layout.oof).drop(columns="fold") for layout in layouts]
         oof = combine(oofs, method=method, weights=weights)
     say(f"ensemble: {method} of {len(recipes)} models: {', '.join(r.name for r in recipes)}")
     return write_recipe_submission(first, first_layout, test, masks, oof, out_dir / first.submit.file)
@@ -91,8 +96,8 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     oofs, tests = [], []
     for recipe, layout in zip(recipes, layouts, strict=True):
-        oof = pd.read_parquet(require(layout.oof, "evaluate"))
-        test = pd.read_parquet(require(layout.test_predictions, "predict"))
+        oof = read_run_parquet(layout, layout.oof, "evaluate")
+        test = read_run_parquet(layout, layout.test_predictions, "predict")
         if "p_cls" not in oof or "p_cls" not in test:
             raise MedalsError(
                 f"gate member {recipe.name} has no image-level probabilities: set model.cls_head"
@@ -103,7 +108,7 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     for recipe, oof in zip(recipes[1:], oofs[1:], strict=True):
         if set(oof.index) != set(ids):
             raise MedalsError(f"gate member {recipe.name}: its OOF rows differ from {recipes[0].name}'s")
-    table = pd.read_parquet(layouts[0].table).set_index("id")
+    table = read_run_parquet(layouts[0], layouts[0].table).set_index("id")
     truth = table.loc[ids, "has_mask"].to_numpy(dtype=np.int64)
     features = stack_features(np.stack([oof.loc[ids].to_numpy() for oof in oofs], axis=1))
     stacker = fit_stacker(features, truth, n_folds=spec.folds)

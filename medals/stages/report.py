@@ -19,9 +19,10 @@ import yaml
 
 from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
-from medals.files import read_json, write_text
+from medals.files import read_csv_frame, read_json, read_npy, read_parquet, write_text
+from medals.stages.aside import stale_lines
 from medals.stages.layout import RunLayout
-from medals.stages.pipeline import STAGES
+from medals.stages.pipeline import STAGES, still_finished
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
@@ -76,8 +77,8 @@ def write_report(folder: str | Path) -> Path:
 def _run(layout: RunLayout, config: dict) -> list[str]:
     out = [_summary(config), _stages(layout)]
     if layout.metrics.is_file():
-        out.append(_metrics(read_json(layout.metrics)))
-    logs = {int(p.parent.name[4:]): pd.read_csv(p) for p in sorted(layout.root.glob("fold*/log.csv"))}
+        out.append(_metrics(read_json(layout.metrics, layout.redo_hint(layout.metrics))))
+    logs = {int(p.parent.name[4:]): read_csv_frame(p) for p in sorted(layout.root.glob("fold*/log.csv"))}
     if logs:
         metric = _main_metric(config)
         out.append("<h2>Training</h2>" + _figure(_plots().training_curves(logs, metric), "training curves"))
@@ -117,12 +118,17 @@ def _summary(config: dict) -> str:
 def _stages(layout: RunLayout) -> str:
     done, missing = [], []
     for stage in STAGES:
-        path = layout.stamps / f"{stage}.json"
-        stamp = read_json(path) if path.is_file() else {}
-        (done if stamp.get("done") else missing).append(stage)
+        (done if still_finished(layout, stage) else missing).append(stage)
     text = f"<p>done: {', '.join(done) or 'none'}</p>"
     if missing:
         text += f"<p class='missing'>missing stages: {', '.join(missing)} (run `medals run` to make them)</p>"
+    stale = stale_lines(layout.root)
+    if stale:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in stale)
+        text += (
+            f"<p>set-aside folds (kept in stale/, brought back if their config returns; "
+            f"`medals clean` deletes them):</p><ul>{items}</ul>"
+        )
     return "<h2>Stages</h2>" + text
 
 
@@ -136,9 +142,9 @@ def _metrics(report: dict) -> str:
 
 
 def _oof(layout: RunLayout, config: dict) -> str:
-    oof = pd.read_parquet(layout.oof)
-    table = pd.read_parquet(layout.table).set_index("id")
-    labels = read_json(layout.labels)
+    oof = read_parquet(layout.oof, layout.redo_hint(layout.oof))
+    table = read_parquet(layout.table, layout.redo_hint(layout.table)).set_index("id")
+    labels = read_json(layout.labels, layout.redo_hint(layout.labels))
     rows = table.loc[oof["id"].astype(str)]
     task = config.get("task")
     plots = _plots()
@@ -188,7 +194,7 @@ def _segmentation(layout: RunLayout, config: dict, oof: pd.DataFrame, rows: pd.D
     from medals.stages.truth import mask_truth
 
     plots = _plots()
-    probs = np.load(layout.oof_masks).astype(np.float32)
+    probs = read_npy(layout.oof_masks, layout.redo_hint(layout.oof_masks)).astype(np.float32)
     tree = {k: v for k, v in config.items() if k not in ("source", "run_dir")}
     truth = mask_truth(recipe_from_dict(tree, str(layout.config)), rows.reset_index())
     dice = dice_per_image(probs > 0.5, truth)
@@ -220,7 +226,7 @@ def _ensemble(folder: Path) -> list[str]:
         rows.append({"member": name, **pooled})
         test_path = Path(run_dir) / "test.parquet"
         if test_path.is_file():
-            frame = pd.read_parquet(test_path).set_index("id").sort_index()
+            frame = read_parquet(test_path).set_index("id").sort_index()
             tests[name] = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy().ravel()
     blend = _blend_cv(info)
     if blend:
@@ -248,12 +254,12 @@ def _blend_cv(info: dict) -> dict[str, float]:
     dirs = [Path(d) for d in info["members"].values()]
     if not all((d / "oof.parquet").is_file() and (d / "table.parquet").is_file() for d in dirs):
         return {}
-    oofs = [pd.read_parquet(d / "oof.parquet").drop(columns="fold").sort_values("id") for d in dirs]
+    oofs = [read_parquet(d / "oof.parquet").drop(columns="fold").sort_values("id") for d in dirs]
     widths = {tuple(c for c in o.columns if c.startswith("p_")) for o in oofs}
     if len(widths) != 1 or len({tuple(o["id"]) for o in oofs}) != 1:
         return {}
     blended = combine(oofs, method=info["method"], weights=info.get("weights"))
-    rows = pd.read_parquet(dirs[0] / "table.parquet").set_index("id").loc[blended["id"].astype(str)]
+    rows = read_parquet(dirs[0] / "table.parquet").set_index("id").loc[blended["id"].astype(str)]
     probs = blended[list(next(iter(widths)))].to_numpy()
     labels = read_json(dirs[0] / "labels.json")
     if info["task"] == "multilabel":

@@ -11,7 +11,15 @@ import pandas as pd
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
+from medals.files import read_csv_frame, read_npy
+from medals.stages.common import (
+    class_index,
+    positive_index,
+    read_labels,
+    read_run_parquet,
+    read_table,
+    say,
+)
 from medals.stages.layout import RunLayout
 from medals.stages.truth import class_truth
 
@@ -65,9 +73,13 @@ def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
 
 
 def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
-    test = pd.read_parquet(require(layout.test_predictions, "predict"))
-    masks = np.load(layout.test_masks) if recipe.task == "segmentation" else None
-    oof = pd.read_parquet(layout.oof) if layout.oof.exists() else None
+    test = read_run_parquet(layout, layout.test_predictions, "predict")
+    masks = (
+        read_npy(layout.test_masks, layout.redo_hint(layout.test_masks))
+        if recipe.task == "segmentation"
+        else None
+    )
+    oof = read_run_parquet(layout, layout.oof) if layout.oof.exists() else None
     return write_recipe_submission(recipe, layout, test, masks, oof, layout.in_run(recipe.submit.file))
 
 
@@ -199,7 +211,7 @@ def _thresholds(recipe, layout, rows, oof, test_probs, num_classes) -> np.ndarra
             "submit.threshold is 'prevalence_holdout' but there are no hold-out predictions: "
             "use split.method hpa3 and run `medals evaluate`"
         )
-    holdout = pd.read_parquet(layout.holdout)
+    holdout = read_run_parquet(layout, layout.holdout)
     held = rows.train.set_index("id").loc[holdout["id"]].reset_index()
     rates = train_prevalence(class_truth(recipe, held, num_classes))
     return prevalence_thresholds(holdout[cols].to_numpy(), rates)
@@ -220,7 +232,9 @@ def _replace_leaks(
     from medals.post.thresholds import replace_leaks
 
     _test_table(rows, ids, "submit.replace_leaks")
-    leaks = pd.read_csv(layout.leaks, dtype={"test_id": str, "labelled_id": str})
+    leaks = read_csv_frame(
+        layout.leaks, layout.redo_hint(layout.leaks), dtype={"test_id": str, "labelled_id": str}
+    )
     train = rows.train
     test_index = pd.Series(range(len(ids)), index=ids.astype(str).to_numpy())
     labelled_index = pd.Series(range(len(train)), index=train["id"].astype(str).to_numpy())
