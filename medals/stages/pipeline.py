@@ -125,12 +125,30 @@ def stage_check(recipe: Recipe, layout: RunLayout, stage: str, digest: str | Non
             f"{layout.root / bad[0]}{more} was changed or truncated since {stage} finished: redoing {stage}"
         )
         return Check("changed", reason, stamp, bad)
-    for earlier, recorded in stamp.get("inputs", {}).items():
-        # An earlier stage unfinished when this one ran (None) is not compared: nothing was read from it.
-        if recorded is not None and signature(read_stamp(layout, earlier)) != recorded:
-            reason = f"{earlier} was redone or reopened since {stage} finished: redoing {stage}"
-            return Check("stale", reason, stamp)
+    earlier = _redone_before(layout, stamp)
+    if earlier is not None:
+        return Check(
+            "stale", f"{earlier} was redone or reopened since {stage} finished: redoing {stage}", stamp
+        )
     return Check("done", stamp=stamp)
+
+
+def _redone_before(layout: RunLayout, stamp: dict) -> str | None:
+    """The first earlier stage, read by this stamp's stage directly or through others, that was redone
+    or reopened since (its signature is not the one recorded); None when all are as they were.
+
+    An earlier stage unfinished when this one ran (recorded None) is not compared: nothing was read from it.
+    """
+    for earlier, recorded in stamp.get("inputs", {}).items():
+        if recorded is None:
+            continue
+        before = read_stamp(layout, earlier)
+        if signature(before) != recorded:
+            return earlier
+        further = _redone_before(layout, before)
+        if further is not None:
+            return further
+    return None
 
 
 def still_finished(layout: RunLayout, stage: str) -> bool:
@@ -139,8 +157,7 @@ def still_finished(layout: RunLayout, stage: str) -> bool:
     stamp = read_stamp(layout, stage)
     if not stamp or not stamp.get("done") or changed(layout, stamp.get("outputs", {})):
         return False
-    inputs = stamp.get("inputs", {}).items()
-    return all(seen is None or signature(read_stamp(layout, earlier)) == seen for earlier, seen in inputs)
+    return _redone_before(layout, stamp) is None
 
 
 def stage_state(recipe: Recipe, layout: RunLayout, stage: str, digest: str | None = None) -> str:
