@@ -104,6 +104,16 @@ def read_json(path: str | os.PathLike, fix: str | None = None) -> Any:
         raise corrupt(path, exc, fix) from None
 
 
+def read_yaml(path: str | os.PathLike, fix: str | None = None) -> Any:
+    """A YAML file medals wrote (a run's config.yaml), a damaged one said in one sentence."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise corrupt(path, exc, fix) from None
+
+
 def read_parquet(path: str | os.PathLike, fix: str | None = None, **kwargs):
     """pandas.read_parquet, with a file that is not a whole parquet file said in one sentence."""
     import pandas as pd

@@ -250,6 +250,21 @@ def test_a_damaged_run_file_is_said_and_its_stage_redone(
     assert code == 0 and out.count("already done for this config") == 6, out
 
 
+def test_a_damaged_checkpoint_of_a_finished_fold_is_set_aside_and_the_fold_trained_again(
+    recipe, reference, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    _damage(run_dir, "fold1/final.pt")
+    code, out, err = _run_in_process(recipe, run_dir, capsys)
+    assert code == 0, err
+    assert "fold1/final.pt was changed or truncated since train finished: redoing train" in out
+    assert "fold 1 moved aside to stale/" in out and "its files changed since train finished" in out
+    assert "fold 0 epoch" not in out and "fold 1 epoch 2/2" in out  # only the damaged fold
+    assert_same_results(run_dir, reference)  # retrained the same way (seeded), evaluated again
+    assert len(list((run_dir / "stale").glob("*/fold1"))) == 1  # kept until `medals clean`
+
+
 @pytest.mark.parametrize(
     ("damaged", "argv", "named"),
     [

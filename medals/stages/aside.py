@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from medals.errors import MedalsError
 from medals.files import read_json, write_json
 from medals.stages.layout import RunLayout
 
@@ -26,7 +27,7 @@ def _entries(layout: RunLayout, fold: int | None = None) -> list[tuple[Path, dic
     for note in layout.stale_dir.glob(f"*/{pattern}"):
         try:
             info = read_json(note)
-        except Exception:  # a damaged note only hides its entry from restoring; clean still lists it
+        except MedalsError:  # a damaged note only hides its entry from restoring
             info = {}
         folder = note.with_suffix("")
         if folder.is_dir() and isinstance(info, dict):

@@ -12,7 +12,7 @@ import yaml
 
 from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
-from medals.files import read_json
+from medals.files import read_json, read_yaml
 from medals.stages.aside import stale_lines
 from medals.stages.layout import RunLayout
 from medals.stages.pipeline import STAGES, read_stamp
@@ -57,7 +57,10 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def compare_table(folders: list[Path]) -> pd.DataFrame:
-    configs = [yaml.safe_load((f / "config.yaml").read_text()) for f in folders]
+    configs = [
+        read_yaml(f / "config.yaml", "rerun any stage of its recipe (`medals run RECIPE`) to write it again")
+        for f in folders
+    ]
     flat = [_flat({k: v for k, v in c.items() if k not in ("run_dir", "source")}) for c in configs]
     keys = sorted({k for f in flat for k in f})
     differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]

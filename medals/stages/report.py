@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from medals.config.recipe import MAIN_METRIC
 from medals.errors import MedalsError
-from medals.files import read_csv_frame, read_json, read_npy, read_parquet, write_text
+from medals.files import read_csv_frame, read_json, read_npy, read_parquet, read_yaml, write_text
 from medals.stages.aside import stale_lines
 from medals.stages.layout import RunLayout
 from medals.stages.pipeline import STAGES, still_finished
@@ -62,7 +61,9 @@ def write_report(folder: str | Path) -> Path:
     if (folder / "ensemble.json").is_file():
         title, sections = f"ensemble {folder.name}", _ensemble(folder)
     else:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config = read_yaml(
+            folder / "config.yaml", "rerun any stage of its recipe (`medals run RECIPE`) to write it again"
+        )
         title, sections = f"run {config.get('name', folder.name)}", _run(RunLayout(folder), config)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
