@@ -26,7 +26,7 @@ from medals.demo import generate as gen
 from medals.files import KILL_WRITE_ENV, TEMP_PATTERN, read_json
 from medals.train.setup import KILL_ENV
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 TINY = [
     "train.epochs=2",
@@ -151,6 +151,9 @@ def test_kills_mid_epoch_in_a_checkpoint_write_and_in_predict_resume_to_the_same
     killed = launch(recipe, run_dir, **{KILL_ENV: "3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert "fold 0 epoch 1/2" in killed.stdout and "fold 0 epoch 2/2" not in killed.stdout
+    # The dead process's locks: its record stays in the lock files, the kernel released the locks, and
+    # the next launch takes them over.
+    assert read_json(run_dir / "locks" / "fold0.lock")["pid"] not in (os.getpid(), None)
 
     # 2. During a checkpoint write: the second last.pt of this launch is fold 1's first, killed after its
     # temporary file is complete and before the rename.

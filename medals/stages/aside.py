@@ -23,14 +23,15 @@ from medals.stages.layout import RunLayout
 def _entries(layout: RunLayout, fold: int | None = None) -> list[tuple[Path, dict]]:
     """(fold folder, its JSON) of every stale entry (of one fold), newest first."""
     out = []
-    pattern = "*.json" if fold is None else f"fold{fold}.json"
-    for note in layout.stale_dir.glob(f"*/{pattern}"):
+    for note in layout.stale_dir.glob("*/fold*.json"):  # fold<k>.json, or fold<k>-<n>.json
         try:
             info = read_json(note)
         except MedalsError:  # a damaged note only hides its entry from restoring
             info = {}
         folder = note.with_suffix("")
-        if folder.is_dir() and isinstance(info, dict):
+        if not (folder.is_dir() and isinstance(info, dict)):
+            continue
+        if fold is None or info.get("fold") == fold:
             out.append((folder, info))
     return sorted(out, key=lambda entry: entry[1].get("moved", 0), reverse=True)
 
