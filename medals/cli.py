@@ -46,6 +46,14 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another launch holds the run folder (or the fold), wait for it instead of stopping",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="medals",
@@ -58,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = verbs.add_parser(stage, help=text, description=text)
         _add_recipe_args(sub)
         sub.add_argument("--force", action="store_true", help=f"redo {stage} even if it is done")
+        _add_wait(sub)
         if stage == "train":
             sub.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
 
@@ -69,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_recipe_args(run)
     run.add_argument("--force", action="append", default=[], metavar="STAGE", help="redo this stage")
+    _add_wait(run)
+
+    clean = verbs.add_parser(
+        "clean",
+        help="delete the trained folds a changed config or --force moved aside (stale/), listing them",
+        description="Delete a run folder's stale/ folder: the trained folds that a changed training config "
+        "or --force train moved aside (they come back if the config is changed back, until cleaned).",
+    )
+    clean.add_argument("target", type=Path, metavar="RUN_DIR_OR_RECIPE", help="a run folder or its recipe")
+    clean.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, when a recipe is given")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
 
     plan = verbs.add_parser(
         "plan",
@@ -176,6 +196,11 @@ def _main(argv: list[str] | None) -> int:
 
         print(format_table(compare_table(run_folders(list(args.runs))), args.style or "text"))
         return 0
+    if args.verb == "clean":
+        from medals.stages.clean import run_clean
+
+        run_clean(args.target, list(args.overrides), dry_run=args.dry_run)
+        return 0
     if args.verb == "init":
         from medals.stages.init import run_init
 
@@ -204,7 +229,7 @@ def _main(argv: list[str] | None) -> int:
         return _many(args, overrides)
     recipe = load_recipe(args.recipe, overrides)
     device = resolve_device(args.device)
-    run_stages(recipe, [args.verb], device, force=[args.verb] if args.force else [])
+    run_stages(recipe, [args.verb], device, force=[args.verb] if args.force else [], wait=args.wait)
     return 0
 
 
@@ -237,7 +262,7 @@ def _many(args: argparse.Namespace, overrides: list[str]) -> int:
     for recipe in every:
         if len(every) > 1:
             say(f"\n== {recipe.name} ==")
-        layout = run_stages(recipe, STAGES, device, force=args.force)
+        layout = run_stages(recipe, STAGES, device, force=args.force, wait=args.wait)
         _report(layout.root)
     if plan.ensemble:
         from medals.runtime.distributed import run_on_main

@@ -1,5 +1,6 @@
 """The pipeline's bookkeeping around the stages: one digest per stage, two round trips to rank 0 per stage
-that runs (open it, mark it done), one per stage it skips, and stamps that say what finished."""
+that runs (open it: lock, config, stamp; mark it done), one per stage it skips, and stamps that say what
+finished, what it wrote and what it read."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_each_stage_costs_one_digest_and_two_round_trips(tmp_path, counted):
     layout = pipeline.run_stages(_recipe(tmp_path), stages, "cpu")
     assert counted["ran"] == list(stages)
     assert counted["stage_digest"] == len(stages)
-    assert counted["run_on_main"] == 1 + 2 * len(stages)  # the config, then open and mark each stage
+    # the checks before any work, then open (lock, config, stamp) and mark each stage
+    assert counted["run_on_main"] == 1 + 2 * len(stages)
     for stage in stages:
         stamp = read_json(layout.stamps / f"{stage}.json")
         assert stamp["seconds"] >= 0  # how long the stage took, for `medals compare`
@@ -49,6 +51,14 @@ def test_each_stage_costs_one_digest_and_two_round_trips(tmp_path, counted):
             "digest": pipeline.stage_digest(_recipe(tmp_path), stage),
             "done": True,
             "seconds": stamp["seconds"],
+            "outputs": {},  # the stages did not run here: they wrote nothing
+            # the signature of each earlier stage it reads that ran (submit's evaluate did; predict not)
+            "inputs": {
+                earlier: pipeline.signature(read_json(layout.stamps / f"{earlier}.json"))
+                if earlier in stages
+                else None
+                for earlier in pipeline.READS[stage]
+            },
         }
 
 
@@ -57,7 +67,7 @@ def test_a_finished_stage_is_skipped_after_one_round_trip(tmp_path, counted):
     counted.update(run_on_main=0, stage_digest=0, ran=[])
     pipeline.run_stages(_recipe(tmp_path), ("prepare", "split"), "cpu")
     assert counted["ran"] == []
-    assert counted == {"run_on_main": 1 + 2, "stage_digest": 2, "ran": []}
+    assert counted == {"run_on_main": 1 + 2, "stage_digest": 2, "ran": []}  # the checks, then one a stage
     # Forced, it runs again and is marked again.
     pipeline.run_stages(_recipe(tmp_path), ("prepare", "split"), "cpu", force=["split"])
     assert counted["ran"] == ["split"]

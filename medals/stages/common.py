@@ -10,7 +10,7 @@ import torch
 
 from medals.config import Recipe
 from medals.errors import MedalsError
-from medals.files import read_json
+from medals.files import read_json, read_parquet
 from medals.stages.layout import RunLayout
 
 
@@ -36,17 +36,26 @@ def require(path: Path, stage: str) -> Path:
     return path
 
 
+def read_run_parquet(layout: RunLayout, path: Path, stage: str | None = None) -> pd.DataFrame:
+    """A run-folder parquet file (required from ``stage`` when given); a damaged one in one sentence."""
+    return read_parquet(require(path, stage) if stage else path, fix=layout.redo_hint(path))
+
+
+def read_run_json(layout: RunLayout, path: Path, stage: str | None = None):
+    return read_json(require(path, stage) if stage else path, fix=layout.redo_hint(path))
+
+
 def read_table(layout: RunLayout) -> pd.DataFrame:
-    return pd.read_parquet(require(layout.table, "prepare"))
+    return read_run_parquet(layout, layout.table, "prepare")
 
 
 def read_labels(layout: RunLayout) -> dict:
-    return read_json(require(layout.labels, "prepare"))
+    return read_run_json(layout, layout.labels, "prepare")
 
 
 def train_rows_with_folds(layout: RunLayout) -> pd.DataFrame:
     table = read_table(layout)
-    folds = pd.read_parquet(require(layout.folds, "split"))
+    folds = read_run_parquet(layout, layout.folds, "split")
     train = table[table["split"] == "train"].reset_index(drop=True)
     return train.merge(folds[["id", "fold"]], on="id", how="inner", validate="one_to_one")
 
@@ -102,8 +111,21 @@ def load_fold_model(recipe: Recipe, layout: RunLayout, fold: int, num_classes: i
         )
     # The checkpoint holds every weight: no download, no re-read of model.weights.
     model = create_model(recipe, num_classes, n_meta=n_meta, init_weights=False)
-    load_model_weights(model, path)
+    payload = load_model_weights(model, path)
+    _check_fold_config(recipe, layout, fold, path, payload.get("config_hash"))
     return model.to(device)
+
+
+def _check_fold_config(recipe: Recipe, layout: RunLayout, fold: int, path: Path, held: str | None) -> None:
+    """A fold's weights trained under another config (a fold another job was training when the config
+    changed) are refused, never used for this config's predictions."""
+    from medals.train.loop import training_hash
+
+    if held is not None and held != training_hash(recipe, train_rows_with_folds(layout), fold):
+        raise MedalsError(
+            f"{path} was trained under another training config than this recipe's: train fold {fold} "
+            f"again (`medals train RECIPE --fold {fold}`)"
+        )
 
 
 def prob_columns(num_classes: int) -> list[str]:

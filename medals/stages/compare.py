@@ -14,8 +14,10 @@ import yaml
 from medals.config.metric_names import metric_direction
 from medals.config.recipe import main_metric_of
 from medals.errors import MedalsError
-from medals.files import read_json
-from medals.stages.pipeline import STAGES
+from medals.files import read_json, read_yaml
+from medals.stages.aside import stale_lines
+from medals.stages.layout import RunLayout
+from medals.stages.pipeline import STAGES, read_stamp
 from medals.stages.report import is_run_folder
 
 
@@ -69,8 +71,7 @@ def _speed(folder: Path) -> dict[str, float]:
     """Wall time (the stages' seconds added up) and the mean training images/s over folds and epochs."""
     seconds = []
     for stage in STAGES:
-        stamp_path = folder / "stages" / f"{stage}.json"
-        stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+        stamp = read_stamp(RunLayout(folder), stage) or {}
         seconds.append(stamp.get("seconds", np.nan))
     out = {"wall_s": float(np.nansum(seconds)) if not np.all(np.isnan(seconds)) else np.nan}
     speeds = [
@@ -84,14 +85,21 @@ def _speed(folder: Path) -> dict[str, float]:
 
 
 def compare_table(folders: list[Path]) -> pd.DataFrame:
-    configs = [yaml.safe_load((f / "config.yaml").read_text()) for f in folders]
+    configs = [
+        read_yaml(f / "config.yaml", "rerun any stage of its recipe (`medals run RECIPE`) to write it again")
+        for f in folders
+    ]
     flat = [_flat({k: v for k, v in c.items() if k not in ("run_dir", "source")}) for c in configs]
     keys = sorted({k for f in flat for k in f})
     differ = [k for k in keys if len({f.get(k, "(unset)") for f in flat}) > 1 and k != "name"]
     rows = []
     for folder, config, values in zip(folders, configs, flat, strict=True):
         metric = scored_metric(config)
-        report = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        report = (
+            read_json(folder / "metrics.json", RunLayout(folder).redo_hint(folder / "metrics.json"))
+            if (folder / "metrics.json").is_file()
+            else {}
+        )
         folds = [v.get(metric) for v in report.get("folds", {}).values() if v.get(metric) is not None]
         row: dict[str, Any] = {
             "run": str(folder),
@@ -102,6 +110,8 @@ def compare_table(folders: list[Path]) -> pd.DataFrame:
         row["fold_mean"] = float(np.mean(folds)) if folds else np.nan
         row["fold_std"] = float(np.std(folds)) if folds else np.nan
         row.update(_speed(folder))
+        # Folds moved aside by a changed config or --force (`medals clean` deletes them); NaN: none.
+        row["stale_folds"] = len(stale_lines(folder)) or np.nan
         for key in differ:
             row[key] = values.get(key, "(unset)")
         rows.append(row)

@@ -9,8 +9,8 @@ import pandas as pd
 
 from medals.config import GateSpec, Recipe
 from medals.errors import MedalsError
-from medals.files import write_json, write_npy, write_parquet
-from medals.stages.common import read_labels, require, say
+from medals.files import read_npy, write_json, write_npy, write_parquet
+from medals.stages.common import read_labels, read_run_parquet, say
 from medals.stages.layout import RunLayout
 from medals.stages.submit import SUBMITTED, submitted_probability, write_recipe_submission
 
@@ -40,7 +40,7 @@ def run_ensemble(
             "regression and ordinal predictions are ensembled by 'mean' only (ranks lose their units)"
         )
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
-    tests = [pd.read_parquet(require(layout.test_predictions, "predict")) for layout in layouts]
+    tests = [read_run_parquet(layout, layout.test_predictions, "predict") for layout in layouts]
     first, first_layout = recipes[0], layouts[0]
     submitted_only = first.task in ("multiclass", "binary") and first.submit_kind == "probability"
     submitted_only = submitted_only and first.data.target_layout == "column"  # wide/long: every class
@@ -51,7 +51,12 @@ def run_ensemble(
         if method != "mean":
             raise MedalsError("segmentation masks are ensembled by 'mean' only")
         _check_same_ids(tests, recipes)
-        masks = combine_arrays(_same_size([np.load(layout.test_masks) for layout in layouts]), weights)
+        masks = combine_arrays(
+            _same_size(
+                [read_npy(layout.test_masks, layout.redo_hint(layout.test_masks)) for layout in layouts]
+            ),
+            weights,
+        )
         test = tests[0][["id"]].copy()
         write_npy(out_dir / "test_masks.npy", masks.astype(np.float16))
         if gate is None and all("p_cls" in frame for frame in tests):
@@ -113,7 +118,10 @@ def _combined(layouts: list[RunLayout], name: str, method: str, weights, drop=()
     paths = [getattr(layout, name) for layout in layouts]
     if not all(path.exists() for path in paths):
         return None
-    frames = [pd.read_parquet(path).drop(columns=list(drop), errors="ignore") for path in paths]
+    frames = [
+        read_run_parquet(layout, path).drop(columns=list(drop), errors="ignore")
+        for layout, path in zip(layouts, paths, strict=True)
+    ]
     return combine(frames, method=method, weights=weights)
 
 
@@ -128,8 +136,8 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     layouts = [RunLayout(recipe.run_path) for recipe in recipes]
     oofs, tests = [], []
     for recipe, layout in zip(recipes, layouts, strict=True):
-        oof = pd.read_parquet(require(layout.oof, "evaluate"))
-        test = pd.read_parquet(require(layout.test_predictions, "predict"))
+        oof = read_run_parquet(layout, layout.oof, "evaluate")
+        test = read_run_parquet(layout, layout.test_predictions, "predict")
         if "p_cls" not in oof or "p_cls" not in test:
             raise MedalsError(
                 f"gate member {recipe.name} has no image-level probabilities: set model.cls_head"
@@ -140,7 +148,7 @@ def stacked_gate(recipes: list[Recipe], spec: GateSpec, test_ids: pd.Series) -> 
     for recipe, oof in zip(recipes[1:], oofs[1:], strict=True):
         if set(oof.index) != set(ids):
             raise MedalsError(f"gate member {recipe.name}: its OOF rows differ from {recipes[0].name}'s")
-    table = pd.read_parquet(layouts[0].table).set_index("id")
+    table = read_run_parquet(layouts[0], layouts[0].table).set_index("id")
     truth = table.loc[ids, "has_mask"].to_numpy(dtype=np.int64)
     features = stack_features(np.stack([oof.loc[ids].to_numpy() for oof in oofs], axis=1))
     stacker = fit_stacker(features, truth, n_folds=spec.folds)

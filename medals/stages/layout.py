@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# The stage that writes each fixed-name run file (what to redo when one is damaged).
+WRITTEN_BY = {
+    "table.parquet": "prepare",
+    "labels.json": "prepare",
+    "channel_stats.json": "prepare",
+    "duplicates.parquet": "prepare",
+    "leaks.csv": "prepare",
+    "folds.parquet": "split",
+    "oof.parquet": "evaluate",
+    "oof_masks.npy": "evaluate",
+    "holdout.parquet": "evaluate",
+    "metrics.json": "evaluate",
+    "test.parquet": "predict",
+    "test_masks.npy": "predict",
+    "log.csv": "train",
+}
+# Files of an unfinished fold (deleted once final.pt exists): never a stage's recorded output.
+_RESUME_FILE = re.compile(r"^(last|epoch\d+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -109,3 +130,45 @@ class RunLayout:
 
     def fold_test_masks(self, fold: int) -> Path:
         return self.fold_dir(fold) / "test_masks.npy"
+
+    @property
+    def stale_dir(self) -> Path:
+        """Trained folds moved aside by a changed training config or --force (medals.stages.aside)."""
+        return self.root / "stale"
+
+    @property
+    def locks_dir(self) -> Path:
+        """The run and fold lock files (medals.stages.locks)."""
+        return self.root / "locks"
+
+    def outputs(self, stage: str, named: Iterable[str] = ()) -> list[Path]:
+        """The files a finished stage leaves that exist now (its stamp records their checksums).
+
+        ``named`` are the run-relative files the recipe names (policy_search.file, submit.file). A fold's
+        training outputs count only once its final.pt exists: until then they change every epoch.
+        """
+        fixed = {
+            "prepare": [self.table, self.labels, self.channel_stats, self.duplicates, self.leaks],
+            "split": [self.folds],
+            "evaluate": [self.oof, self.oof_masks, self.holdout, self.metrics],
+            "predict": [self.test_predictions, self.test_masks],
+        }.get(stage, [])
+        paths = [*fixed, *(self.in_run(name) for name in named)]
+        for fold_dir in sorted(self.root.glob("fold*")):
+            if not re.fullmatch(r"fold\d+", fold_dir.name):
+                continue
+            if stage == "train" and (fold_dir / "final.pt").is_file():
+                pts = [p for p in sorted(fold_dir.glob("*.pt")) if not _RESUME_FILE.match(p.name)]
+                paths += [*pts, fold_dir / "log.csv"]
+            elif stage == "predict":
+                paths += [fold_dir / "test.parquet", fold_dir / "test_masks.npy"]
+        return [path for path in paths if path.is_file()]
+
+    def redo_hint(self, path: Path) -> str:
+        """What to do about a damaged run file: which stage to redo."""
+        stage = WRITTEN_BY.get(path.name)
+        if path.parent == self.stamps:
+            stage = path.stem
+        if stage is None:
+            return "delete it, or redo the stage that wrote it (--force STAGE)"
+        return f"delete it, or redo {stage} (`medals run RECIPE --force {stage}`)"

@@ -27,7 +27,7 @@ import torch
 
 from medals.config import NeighboursConfig, Recipe
 from medals.errors import MedalsError
-from medals.files import write_npy
+from medals.files import read_npy, write_npy
 from medals.stages.common import read_table, resolve_device, say
 from medals.stages.layout import RunLayout
 
@@ -167,7 +167,7 @@ def _embeddings(recipe, layout, name, rows, key, model, device) -> np.ndarray:
     folder = layout.neighbours_dir
     path = folder / f"{name}-{key}.npy"
     if path.exists():
-        cached = np.load(path, allow_pickle=False)
+        cached = read_npy(path, "delete it: the embeddings are computed again")
         if cached.shape[0] == len(rows):
             return cached
     dataset = _dataset(recipe, rows, train=False, with_target=False)

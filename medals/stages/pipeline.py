@@ -10,6 +10,12 @@ the work (medals.runtime.sharding). The other stages (prepare, split, search, su
 while the others wait for it (medals.runtime.distributed.run_on_main): they read and write files, or
 train search candidates one after another, and would gain nothing from more ranks. Rank 0 reads the
 stamps and tells the others what it found, and writes every stamp and file.
+
+A finished stamp also records the stage's outputs and the signatures of the earlier stages it read
+(medals.stages.outputs): a finished stage whose outputs were changed or truncated, or whose inputs were
+redone since, runs again, saying why in one sentence. Each stage runs under the run folder's locks
+(medals.stages.locks), taken when it opens and dropped after its stamp; training never deletes a fold:
+folds of another config are moved aside and brought back when that config returns (medals.stages.aside).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 
 from medals.config import Recipe, digest_train, dump_recipe
@@ -25,9 +32,11 @@ from medals.config.infer import LATER_METRICS_DEFAULTS, without_later_defaults
 from medals.config.submit import LATER_SUBMIT_DEFAULTS
 from medals.errors import MedalsError
 from medals.files import read_json, write_json, write_text
-from medals.runtime.distributed import run_on_main
-from medals.stages.common import say
+from medals.runtime.distributed import on_main, run_on_main
+from medals.stages.common import fold_ids, say
 from medals.stages.layout import RunLayout
+from medals.stages.locks import StageLock
+from medals.stages.outputs import READS, changed, record, signature
 
 # Stages that share their work over the ranks under torchrun; the others run on rank 0 alone.
 DISTRIBUTED_STAGES = ("train", "evaluate", "predict")
@@ -83,15 +92,85 @@ def _stamp(layout: RunLayout, stage: str):
     return layout.stamps / f"{stage}.json"
 
 
-def stage_state(recipe: Recipe, layout: RunLayout, stage: str, digest: str | None = None) -> str:
-    """'done', 'interrupted', 'stale' or 'new'; `digest` is stage_digest(recipe, stage) if known."""
+@dataclass(frozen=True)
+class Check:
+    """A stage's state: 'done', 'interrupted', 'stale', 'changed' (a finished stage's outputs are not
+    what it left) or 'new'; why, when that needs saying; the stamp read; the outputs that changed."""
+
+    state: str
+    reason: str | None = None
+    stamp: dict | None = None
+    changed: tuple[str, ...] = ()
+
+
+def read_stamp(layout: RunLayout, stage: str) -> dict | None:
+    """The stage's stamp, None when there is none or it does not parse (the stage is then redone)."""
+    path = _stamp(layout, stage)
+    if not path.is_file():
+        return None
+    try:
+        stamp = read_json(path)
+    except MedalsError:
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def stage_check(recipe: Recipe, layout: RunLayout, stage: str, digest: str | None = None) -> Check:
     path = _stamp(layout, stage)
     if not path.exists():
-        return "new"
-    stamp = read_json(path)
+        return Check("new")
+    stamp = read_stamp(layout, stage)
+    if stamp is None:
+        return Check("new", f"{path} is corrupt (empty or not a stamp): redoing {stage}")
     if stamp.get("digest") != (digest or stage_digest(recipe, stage)):
-        return "stale"
-    return "done" if stamp.get("done") else "interrupted"
+        return Check("stale", stamp=stamp)
+    if not stamp.get("done"):
+        return Check("interrupted", stamp=stamp)
+    bad = tuple(changed(layout, stamp.get("outputs", {})))
+    if bad:
+        more = f" (and {len(bad) - 1} more of its files)" if len(bad) > 1 else ""
+        reason = (
+            f"{layout.root / bad[0]}{more} was changed or truncated since {stage} finished: redoing {stage}"
+        )
+        return Check("changed", reason, stamp, bad)
+    earlier = _redone_before(layout, stamp)
+    if earlier is not None:
+        return Check(
+            "stale", f"{earlier} was redone or reopened since {stage} finished: redoing {stage}", stamp
+        )
+    return Check("done", stamp=stamp)
+
+
+def _redone_before(layout: RunLayout, stamp: dict) -> str | None:
+    """The first earlier stage, read by this stamp's stage directly or through others, that was redone
+    or reopened since (its signature is not the one recorded); None when all are as they were.
+
+    An earlier stage unfinished when this one ran (recorded None) is not compared: nothing was read from it.
+    """
+    for earlier, recorded in stamp.get("inputs", {}).items():
+        if recorded is None:
+            continue
+        before = read_stamp(layout, earlier)
+        if signature(before) != recorded:
+            return earlier
+        further = _redone_before(layout, before)
+        if further is not None:
+            return further
+    return None
+
+
+def still_finished(layout: RunLayout, stage: str) -> bool:
+    """Finished (for whatever config it ran) with its outputs intact and its inputs not redone since:
+    what `medals report` calls done, without a recipe to compute digests from."""
+    stamp = read_stamp(layout, stage)
+    if not stamp or not stamp.get("done") or changed(layout, stamp.get("outputs", {})):
+        return False
+    return _redone_before(layout, stamp) is None
+
+
+def stage_state(recipe: Recipe, layout: RunLayout, stage: str, digest: str | None = None) -> str:
+    """'done', 'interrupted', 'stale', 'changed' or 'new'; `digest` is stage_digest(recipe, stage) if known."""
+    return stage_check(recipe, layout, stage, digest).state
 
 
 def with_dataset_stats(recipe: Recipe, layout: RunLayout) -> Recipe:
@@ -102,7 +181,7 @@ def with_dataset_stats(recipe: Recipe, layout: RunLayout) -> Recipe:
         raise MedalsError(
             f"{layout.channel_stats} does not exist: run `medals prepare` for this recipe first"
         )
-    stats = read_json(layout.channel_stats)
+    stats = read_json(layout.channel_stats, layout.redo_hint(layout.channel_stats))
     train = recipe.train.model_copy(update={"normalize": "fixed", "mean": stats["mean"], "std": stats["std"]})
     return recipe.model_copy(update={"train": train})
 
@@ -138,8 +217,12 @@ def run_stages(
     stages: Iterable[str],
     device,
     force: Iterable[str] = (),
+    wait: bool = False,
 ) -> RunLayout:
-    """Run the given stages in pipeline order; skip finished ones unless forced."""
+    """Run the given stages in pipeline order; skip finished ones unless forced.
+
+    Each stage holds its locks from opening to its stamp; with ``wait`` a stage whose run folder or
+    folds another launch holds waits for them instead of stopping with the holder's name."""
     force = set(force)
     unknown = force - set(STAGES)
     if unknown:
@@ -148,25 +231,32 @@ def run_stages(
     wanted = set(stages)
     # Nothing runs before prepare, so its digest, which the checks need, holds for the loop too.
     digests = {"prepare": stage_digest(recipe, "prepare")} if "prepare" in wanted else {}
-    # Every check that needs no work, then config.yaml, in one round trip: a bad setting changes nothing.
-    deferred = run_on_main(partial(_check_and_write_config, recipe, layout, wanted, force, digests))
+    # Every check that needs no work, in one round trip: a bad setting changes nothing. config.yaml is
+    # written as each stage opens, under its lock.
+    run_on_main(partial(_check, recipe, layout, wanted, force, digests))
     for stage in STAGES:
         if stage not in wanted:
             continue
-        # One digest per stage, and two round trips to rank 0: open the stage, then mark it done.
+        # One digest per stage, and two round trips to rank 0: open the stage (lock it, write the config,
+        # read its stamp), then mark it done (and unlock it).
         digest = digests.get(stage) or stage_digest(recipe, stage)
         forced = stage in force
         then_submit = "submit" in wanted
-        state = run_on_main(partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit))
-        if _skipped(stage, state, forced):
-            say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
-            continue
-        started = time.perf_counter()
-        _run_stage(recipe, layout, stage, device)
-        seconds = round(time.perf_counter() - started, 3)
-        if state != "done":
-            run_on_main(partial(_mark, layout, stage, digest, True, seconds, recipe if deferred else None))
-            deferred = False
+        lock = StageLock(layout, stage, fold_ids(recipe) if stage == "train" else [], wait)
+        try:
+            state = run_on_main(
+                partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit, lock)
+            )
+            if _skipped(stage, state, forced):
+                say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
+                continue
+            started = time.perf_counter()
+            _run_stage(recipe, layout, stage, device)
+            seconds = round(time.perf_counter() - started, 3)
+            # Marked whenever it ran (forced, or train adding folds): the stamp lists what it wrote.
+            run_on_main(partial(_mark, layout, stage, digest, True, seconds, _named_outputs(recipe, stage)))
+        finally:
+            on_main(lock.release)()
     return layout
 
 
@@ -177,24 +267,25 @@ def check_stages(recipe: Recipe, layout: RunLayout, stages: Iterable[str], force
     check_before_work(recipe, layout, set(stages), partial(stage_state, recipe, layout), set(force))
 
 
-def _check_and_write_config(
+def _check(
     recipe: Recipe, layout: RunLayout, wanted: set[str], force: set[str], digests: dict[str, str]
-) -> bool:
-    """The checks, then config.yaml; True when config.yaml waits for prepare's stamp instead.
-
-    A new run folder is made by prepare's own outputs (config.yaml comes with its stamp), so a competition
-    whose CSVs or images fail prepare's checks leaves no folder behind.
-    """
+) -> None:
+    """Every check that needs no work (medals.stages.checks), before any stage locks or writes anything."""
     from medals.stages.checks import check_before_work
 
     def state(stage: str) -> str:
         return stage_state(recipe, layout, stage, digests.get(stage))
 
     check_before_work(recipe, layout, wanted, state, force)
-    if "prepare" in wanted and not layout.root.exists():
-        return True
-    _write_config(recipe, layout)
-    return False
+
+
+def _named_outputs(recipe: Recipe, stage: str) -> tuple[str, ...]:
+    """The run files a stage writes under names the recipe gives them."""
+    if stage == "search" and recipe.policy_search is not None:
+        return (recipe.policy_search.file,)
+    if stage == "submit":
+        return (recipe.submit.file,)
+    return ()
 
 
 def _write_config(recipe: Recipe, layout: RunLayout) -> None:
@@ -218,14 +309,22 @@ def _open_stage(
     forced: bool,
     device,
     then_submit: bool = False,
+    lock: StageLock | None = None,
 ) -> str:
-    """On rank 0: the stage's state and, unless it is skipped, its stamp opened (stale folds cleared).
+    """On rank 0: the stage locked, the config written, the stage's state and, unless it is skipped, its
+    stamp opened (folds of another config moved aside, those of this config brought back).
 
     Before training that is not done, everything that can fail without training is checked (the model,
     data path, transforms, weights file; with submit to follow, the sample submission against the test
     table), so a recipe that cannot finish stops in seconds with its sentence.
     """
-    state = stage_state(recipe, layout, stage, digest)
+    if lock is not None:
+        lock.acquire()
+    _write_config(recipe, layout)
+    check = stage_check(recipe, layout, stage, digest)
+    state = check.state
+    if check.reason:
+        say(check.reason)
     if stage == "train" and state != "done":
         from medals.stages.submit import check_sample_submission
         from medals.stages.train import check_train
@@ -234,24 +333,29 @@ def _open_stage(
             check_sample_submission(recipe, layout)
         check_train(with_dataset_stats(recipe, layout), layout, device)
     if not _skipped(stage, state, forced):
-        clear = stage == "train" and (state == "stale" or forced)
-        _begin(recipe, layout, stage, state, digest, clear, device)
+        _begin(recipe, layout, check, stage, digest, forced, device, lock)
     return state
 
 
 def _begin(
-    recipe: Recipe, layout: RunLayout, stage: str, state: str, digest: str, clear: bool, device
+    recipe: Recipe,
+    layout: RunLayout,
+    check: Check,
+    stage: str,
+    digest: str,
+    forced: bool,
+    device,
+    lock: StageLock | None,
 ) -> None:
-    from medals.stages.train import check_train, clear_train
+    from medals.stages.train import check_train, place_folds
 
-    if clear:
-        # Nothing is lost to a recipe that cannot train: its error comes before the old folds go.
-        if state == "done":  # (not done: _open_stage checked it already)
+    if stage == "train":
+        if forced and check.state == "done":  # (not done: _open_stage checked it already)
             check_train(with_dataset_stats(recipe, layout), layout, device)
-        clear_train(recipe, layout)
-    # A first prepare has no old outputs to mark untrusted: its stamp is written when it finishes.
-    if state != "done" and not (stage == "prepare" and state == "new"):
-        _mark(layout, stage, digest, False)
+        previous = (check.stamp or {}).get("digest") or digest
+        place_folds(with_dataset_stats(recipe, layout), layout, lock, check, previous, forced)
+    if check.state != "done" or forced:
+        _mark(layout, stage, digest, False)  # reopened: what read its old outputs is stale from now on
 
 
 def _mark(
@@ -260,13 +364,17 @@ def _mark(
     digest: str,
     done: bool,
     seconds: float | None = None,
-    config_of: Recipe | None = None,
+    named: tuple[str, ...] = (),
 ) -> None:
-    """The stage's stamp; a finished one also says how long the stage took (`medals compare` shows it).
-    With `config_of`, config.yaml is written first (a new run folder's first stamp)."""
-    if config_of is not None:
-        _write_config(config_of, layout)
-    stamp = {"digest": digest, "done": done}
+    """The stage's stamp; a finished one also says how long the stage took (`medals compare` shows it),
+    what it wrote (sizes, checksums) and the signatures of the earlier stages it read."""
+    stamp: dict = {"digest": digest, "done": done}
     if seconds is not None:
         stamp["seconds"] = seconds
+    if done:
+        stamp["outputs"] = record(layout, stage, named)
+        stamp["inputs"] = {earlier: signature(read_stamp(layout, earlier)) for earlier in READS[stage]}
+        old = read_stamp(layout, stage) or {}
+        if old.get("done") and all(old.get(key) == stamp[key] for key in ("digest", "outputs", "inputs")):
+            return  # train finding every fold finished: the stamp (and the time it took) stays as it was
     write_json(_stamp(layout, stage), stamp)

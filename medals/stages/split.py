@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from medals.config import Recipe
 from medals.files import write_parquet
-from medals.stages.common import read_table, say
+from medals.stages.common import read_run_parquet, read_table, say
 from medals.stages.layout import RunLayout
 
 
@@ -16,7 +14,7 @@ def run_split(recipe: Recipe, layout: RunLayout) -> None:
     table = read_table(layout)
     train = table[table["split"] == "train"].reset_index(drop=True)
     # The clean split (split.clean_external) needs prepare's duplicate pairs, where it found some.
-    pairs = pd.read_parquet(layout.duplicates) if layout.duplicates.exists() else None
+    pairs = read_run_parquet(layout, layout.duplicates) if layout.duplicates.exists() else None
     folds = fold_table(train, recipe, pairs)
     write_parquet(layout.folds, folds)
     sizes = folds["fold"].value_counts().sort_index().to_dict()

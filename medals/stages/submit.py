@@ -12,7 +12,15 @@ import pandas as pd
 from medals.config import Recipe
 from medals.data.long_masks import is_long
 from medals.errors import MedalsError
-from medals.stages.common import class_index, positive_index, read_labels, read_table, require, say
+from medals.files import read_csv_frame, read_npy
+from medals.stages.common import (
+    class_index,
+    positive_index,
+    read_labels,
+    read_run_parquet,
+    read_table,
+    say,
+)
 from medals.stages.layout import RunLayout
 from medals.stages.submit_masks import class_mask_submission, uses_class_masks
 from medals.stages.submit_numeric import ordinal_submission, value_submission
@@ -72,10 +80,14 @@ def check_sample_submission(recipe: Recipe, layout: RunLayout) -> None:
 
 
 def run_submit(recipe: Recipe, layout: RunLayout) -> Path:
-    test = pd.read_parquet(require(layout.test_predictions, "predict"))
-    masks = np.load(layout.test_masks) if recipe.task == "segmentation" else None
-    oof = pd.read_parquet(layout.oof) if layout.oof.exists() else None
-    holdout = pd.read_parquet(layout.holdout) if layout.holdout.exists() else None
+    test = read_run_parquet(layout, layout.test_predictions, "predict")
+    masks = (
+        read_npy(layout.test_masks, layout.redo_hint(layout.test_masks))
+        if recipe.task == "segmentation"
+        else None
+    )
+    oof = read_run_parquet(layout, layout.oof) if layout.oof.exists() else None
+    holdout = read_run_parquet(layout, layout.holdout) if layout.holdout.exists() else None
     return write_recipe_submission(
         recipe, layout, test, masks, oof, layout.in_run(recipe.submit.file), holdout=holdout
     )
@@ -272,7 +284,9 @@ def _replace_leaks(
     from medals.post.thresholds import replace_leaks
 
     _test_table(rows, ids, "submit.replace_leaks")
-    leaks = pd.read_csv(layout.leaks, dtype={"test_id": str, "labelled_id": str})
+    leaks = read_csv_frame(
+        layout.leaks, layout.redo_hint(layout.leaks), dtype={"test_id": str, "labelled_id": str}
+    )
     train = rows.train
     test_index = pd.Series(range(len(ids)), index=ids.astype(str).to_numpy())
     labelled_index = pd.Series(range(len(train)), index=train["id"].astype(str).to_numpy())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from medals.stages.pipeline import STAGES
+import html
+
+from medals.stages.aside import stale_lines
+from medals.stages.pipeline import STAGES, still_finished
 from medals.stages.report.page import paragraph, section, table
 from medals.stages.report.run_view import RunView
 
@@ -30,8 +33,15 @@ def recipe_summary(run: RunView) -> str:
 def stages(run: RunView) -> str:
     done, missing = [], []
     for stage in STAGES:
-        (done if run.stamp(stage).get("done") else missing).append(stage)
+        (done if still_finished(run.layout, stage) else missing).append(stage)
     text = paragraph(f"done: {', '.join(done) or 'none'}")
     if missing:
         text += f"<p class='missing'>missing stages: {', '.join(missing)} (run `medals run` to make them)</p>"
+    stale = stale_lines(run.layout.root)
+    if stale:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in stale)
+        text += (
+            "<p>set-aside folds (kept in stale/, brought back if their config returns; "
+            f"`medals clean` deletes them):</p><ul>{items}</ul>"
+        )
     return section("Stages", text)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from medals.config import Recipe
 from medals.config.recipe import main_metric_of
-from medals.files import read_json
+from medals.files import read_csv_frame, read_json, read_parquet, read_yaml
 from medals.stages.layout import RunLayout
 
 
@@ -24,7 +23,8 @@ class RunView:
     @classmethod
     def of(cls, folder: Path) -> RunView:
         layout = RunLayout(folder)
-        return cls(layout, yaml.safe_load(layout.config.read_text()) or {})
+        fix = "rerun any stage of its recipe (`medals run RECIPE`) to write it again"
+        return cls(layout, read_yaml(layout.config, fix) or {})
 
     @property
     def task(self) -> str:
@@ -40,30 +40,36 @@ class RunView:
 
         return recipe_from_dict(self.config, str(self.layout.config))
 
+    def _json(self, path: Path) -> dict:
+        return read_json(path, self.layout.redo_hint(path)) if path.is_file() else {}
+
+    def _parquet(self, path: Path) -> pd.DataFrame | None:
+        """A run file the report reads; a damaged one is one sentence naming it and the stage to redo."""
+        return read_parquet(path, self.layout.redo_hint(path)) if path.is_file() else None
+
     @cached_property
     def metrics(self) -> dict:
-        return read_json(self.layout.metrics) if self.layout.metrics.is_file() else {}
+        return self._json(self.layout.metrics)
 
     @cached_property
     def labels(self) -> dict:
-        return read_json(self.layout.labels) if self.layout.labels.is_file() else {}
+        return self._json(self.layout.labels)
 
     @cached_property
     def table(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self.layout.table) if self.layout.table.is_file() else None
+        return self._parquet(self.layout.table)
 
     @cached_property
     def folds(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self.layout.folds) if self.layout.folds.is_file() else None
+        return self._parquet(self.layout.folds)
 
     @cached_property
     def oof(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self.layout.oof) if self.layout.oof.is_file() else None
+        return self._parquet(self.layout.oof)
 
     @cached_property
     def test(self) -> pd.DataFrame | None:
-        path = self.layout.test_predictions
-        return pd.read_parquet(path) if path.is_file() else None
+        return self._parquet(self.layout.test_predictions)
 
     @cached_property
     def logs(self) -> dict[int, pd.DataFrame]:
@@ -71,12 +77,13 @@ class RunView:
         for path in sorted(self.layout.root.glob("fold*/log.csv")):
             suffix = path.parent.name[4:]
             if suffix.isdigit():
-                found[int(suffix)] = pd.read_csv(path)
+                found[int(suffix)] = read_csv_frame(path, "delete it: the next `medals run` writes it again")
         return found
 
     def stamp(self, stage: str) -> dict:
-        path = self.layout.stamps / f"{stage}.json"
-        return read_json(path) if path.is_file() else {}
+        from medals.stages.pipeline import read_stamp
+
+        return read_stamp(self.layout, stage) or {}
 
     @cached_property
     def oof_rows(self) -> pd.DataFrame | None:
