@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,3 +20,9 @@ RleFormat = Literal["siim", "row", "column"]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def without_later_defaults(values: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """A dumped section as the digests see it: the keys of `later` left out where they hold their default
+    (settings added after runs existed, so runs made before them keep their digests and trained folds)."""
+    return {key: value for key, value in values.items() if key not in later or value != later[key]}

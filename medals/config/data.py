@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from medals.config.base import RleFormat, Strict
+from medals.config.base import RleFormat, Strict, without_later_defaults
 
 
 class NumericMeta(Strict):
@@ -133,11 +133,7 @@ class DataConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        for key, default in LATER_DATA_DEFAULTS.items():
-            if key in out and out[key] == default:
-                del out[key]
-        return out
+        return without_later_defaults(handler(self), LATER_DATA_DEFAULTS)
 
     @field_validator("classes", mode="before")
     @classmethod

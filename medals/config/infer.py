@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_serializer
 
-from medals.config.base import Strict
+from medals.config.base import Strict, without_later_defaults  # noqa: F401 - also read from here
 
 
 class MetricsConfig(Strict):
@@ -60,13 +60,4 @@ class InferConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _drop_later_defaults(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        for key, default in LATER_INFER_DEFAULTS.items():
-            if key in out and out[key] == default:
-                del out[key]
-        return out
-
-
-def without_later_defaults(values: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
-    """A dumped section as the digests see it: the keys of `later` left out where they hold their default."""
-    return {key: value for key, value in values.items() if key not in later or value != later[key]}
+        return without_later_defaults(handler(self), LATER_INFER_DEFAULTS)
