@@ -100,8 +100,13 @@ def test_warp_affine_borders_match_cv2(border, flag, fill):
     )
     got = warp_affine(torch.from_numpy(img).permute(2, 0, 1)[None], mat, "bilinear", border, fill)
     diff = np.abs(got[0].permute(1, 2, 0).numpy() - ref)
-    # cv2 quantises bilinear weights to 1/32 px: the rest is below a grey level
-    assert diff.max() < 2.0 and diff.mean() < 0.3, (diff.max(), diff.mean())
+    # cv2 quantises the sample coordinates to 1/32 px (OpenCV 4 also where a constant fill meets the
+    # image): each bilinear weight is off by at most 1/64 per axis, so a pixel by at most 2/64 of the
+    # value range it blends (image and fill); elsewhere the rest is below a grey level, and a mean that
+    # small rules out any systematic shift.
+    values = [float(img.min()), float(img.max()), *value]
+    bound = max(2.0, (max(values) - min(values)) / 32)
+    assert diff.max() < bound and diff.mean() < 0.3, (diff.max(), diff.mean(), bound)
 
 
 def test_lookup_interpolates_tables_like_numpy():
