@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -234,29 +235,40 @@ def run_stages(
     # Every check that needs no work, in one round trip: a bad setting changes nothing. config.yaml is
     # written as each stage opens, under its lock.
     run_on_main(partial(_check, recipe, layout, wanted, force, digests))
-    for stage in STAGES:
-        if stage not in wanted:
-            continue
-        # One digest per stage, and two round trips to rank 0: open the stage (lock it, write the config,
-        # read its stamp), then mark it done (and unlock it).
-        digest = digests.get(stage) or stage_digest(recipe, stage)
-        forced = stage in force
-        then_submit = "submit" in wanted
-        lock = StageLock(layout, stage, fold_ids(recipe) if stage == "train" else [], wait)
-        try:
-            state = run_on_main(
-                partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit, lock)
-            )
-            if _skipped(stage, state, forced):
-                say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
+    new_folder = not layout.root.exists()
+    stage = None
+    try:
+        for stage in STAGES:
+            if stage not in wanted:
                 continue
-            started = time.perf_counter()
-            _run_stage(recipe, layout, stage, device)
-            seconds = round(time.perf_counter() - started, 3)
-            # Marked whenever it ran (forced, or train adding folds): the stamp lists what it wrote.
-            run_on_main(partial(_mark, layout, stage, digest, True, seconds, _named_outputs(recipe, stage)))
-        finally:
-            on_main(lock.release)()
+            # One digest per stage, and two round trips to rank 0: open the stage (lock it, write the config,
+            # read its stamp), then mark it done (and unlock it).
+            digest = digests.get(stage) or stage_digest(recipe, stage)
+            forced = stage in force
+            then_submit = "submit" in wanted
+            lock = StageLock(layout, stage, fold_ids(recipe) if stage == "train" else [], wait)
+            try:
+                state = run_on_main(
+                    partial(_open_stage, recipe, layout, stage, digest, forced, device, then_submit, lock)
+                )
+                if _skipped(stage, state, forced):
+                    say(f"{stage}: already done for this config, skipped (--force {stage} redoes it)")
+                    continue
+                started = time.perf_counter()
+                _run_stage(recipe, layout, stage, device)
+                seconds = round(time.perf_counter() - started, 3)
+                # Marked whenever it ran (forced, or train adding folds): the stamp lists what it wrote.
+                run_on_main(
+                    partial(_mark, layout, stage, digest, True, seconds, _named_outputs(recipe, stage))
+                )
+            finally:
+                on_main(lock.release)()
+    except MedalsError:
+        # A competition whose CSVs or images fail prepare leaves no run folder behind: everything in a
+        # folder this launch made for it (config, lock, the unfinished stamp, cache files) goes again.
+        if new_folder and stage == "prepare":
+            on_main(partial(shutil.rmtree, layout.root, ignore_errors=True))()
+        raise
     return layout
 
 
