@@ -210,8 +210,9 @@ def test_ensemble_file_runs_members_then_rank_ensemble(melanoma, tmp_path, monke
     preds = [
         pd.read_csv(tmp_path / f"runs/member{seed}/submission.csv").set_index("image_name") for seed in (0, 1)
     ]
-    ranks = [p["target"].rank(method="average") for p in preds]
-    expected = (ranks[0] - 1) / (len(sub) - 1) * 0.25 + (ranks[1] - 1) / (len(sub) - 1) * 0.75
+    # Each member becomes pandas' rank(pct=True), r / n, as the melanoma solution blended them.
+    ranks = [p["target"].rank(method="average", pct=True) for p in preds]
+    expected = ranks[0] * 0.25 + ranks[1] * 0.75
     got = sub.set_index("image_name")["target"]
     assert got.loc[expected.index].round(5).tolist() == expected.round(5).tolist()
 

@@ -275,6 +275,7 @@ def test_multilabel_with_accumulation_clipping_and_two_rules(tmp_path):
         "val_loss",
         "f1_macro",
         "f1_macro_05",
+        "auc_macro",
         "seconds",
         "images_per_s",
         "data_wait",
