@@ -17,7 +17,6 @@ medals.files makes (monkeypatched), as the kernel would raise them.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ from PIL import Image
 
 from medals.cli import main
 from medals.demo.melanoma import generate_melanoma
+from tests.run_files import work_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,18 +66,6 @@ def write_recipe(folder: Path, root: str = ".") -> Path:
     return recipe
 
 
-def folder_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (relative path -> digest); empty when root does not exist. The lock
-    files (locks/: who holds the folder, rewritten by every launch) are bookkeeping, not work."""
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).parts[0] != "locks"
-    }
-
-
 def one_error_line(err: str) -> str:
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
@@ -88,7 +76,7 @@ def one_error_line(err: str) -> str:
 
 def fails(argv: list[str], capsys, run_dir: Path) -> str:
     """Run the CLI in-process; exit 2, one error line, and every file under run_dir unchanged."""
-    before = folder_hashes(run_dir)
+    before = work_hashes(run_dir)
     existed = run_dir.exists()
     try:
         code = main(argv)
@@ -97,7 +85,7 @@ def fails(argv: list[str], capsys, run_dir: Path) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
     line = one_error_line(err)
-    assert folder_hashes(run_dir) == before
+    assert work_hashes(run_dir) == before
     assert run_dir.exists() == existed
     return line
 
@@ -645,7 +633,7 @@ def test_read_only_run_folder(rerun, finished):
     (run / "submission.csv").unlink()  # a submission to write again: the stage is forced below
     if shutil.which("unshare") is None or not _can_mount_read_only(run):
         pytest.skip("no private mount namespace here (unshare -rm) for a read-only bind mount")
-    before = folder_hashes(run)
+    before = work_hashes(run)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = (
         f"mount --bind {run} {run} && mount -o remount,bind,ro {run} {run} && "
@@ -663,7 +651,7 @@ def test_read_only_run_folder(rerun, finished):
     line = one_error_line(done.stderr)
     # The first file the run writes is its lock's holder record: the sentence names that path.
     assert "read-only" in line and f"{Path('run')}{os.sep}" in line
-    assert folder_hashes(run) == before
+    assert work_hashes(run) == before
     # The fix (a writable folder again): the same command finishes the work, the submission as before.
     fixed = subprocess.run(
         [sys.executable, "-m", "medals", "submit", "recipe.yaml", "--force"],

@@ -14,6 +14,7 @@ import yaml
 from medals.cli import main
 from medals.demo import generate as gen
 from medals.files import read_json
+from tests.run_files import work_mtimes
 
 pytestmark = pytest.mark.slow
 
@@ -107,10 +108,6 @@ def check_report(render, run_dir: Path, task: str | None = None) -> str:
     return dom
 
 
-def mtimes(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-
-
 def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys, render):
     run_dir = tmp_path / "run"
     run(melanoma, run_dir)
@@ -135,26 +132,25 @@ def test_melanoma_run_skip_force_and_change(melanoma, tmp_path, capsys, render):
         assert len(pd.read_csv(run_dir / f"fold{fold}" / "log.csv")) == 2
 
     # Same config again: nothing is redone.
-    before = mtimes(run_dir)
+    before = work_mtimes(run_dir)
     run(melanoma, run_dir)
     out = capsys.readouterr().out
     for stage in ("prepare", "split", "evaluate", "predict", "submit"):
         assert f"{stage}: already done for this config, skipped" in out
-    after = mtimes(run_dir)
+    after = work_mtimes(run_dir)
     changed = {name for name in after if before.get(name) != after[name]}
-    # (each launch writes its pid into the lock files it takes)
-    assert {name for name in changed if not name.startswith("locks/")} <= {"config.yaml"}, changed
+    assert changed <= {"config.yaml"}, changed
 
     # --force submit redoes the submission only.
     run(melanoma, run_dir, "--force", "submit")
-    after_force = mtimes(run_dir)
+    after_force = work_mtimes(run_dir)
     assert after_force["submission.csv"] != after["submission.csv"]
     assert after_force["test.parquet"] == after["test.parquet"]
     assert after_force["fold0/final.pt"] == after["fold0/final.pt"]
 
     # A changed inference setting redoes evaluate/predict/submit, never training.
     run(melanoma, run_dir, "infer.tta=8")
-    final = mtimes(run_dir)
+    final = work_mtimes(run_dir)
     assert final["fold0/final.pt"] == after["fold0/final.pt"]
     assert final["oof.parquet"] != after["oof.parquet"]
     assert final["test.parquet"] != after["test.parquet"]
@@ -173,13 +169,13 @@ def test_training_change_retrains(melanoma, tmp_path, capsys):
     assert (run_dir / "fold1/final.pt").exists()
     # A recipe that cannot train stops with its sentence before the folds it would replace are cleared,
     # so going back to the old recipe trains nothing again.
-    trained = mtimes(run_dir)
+    trained = work_mtimes(run_dir)
     for bad in ("train.augment=[{name: NoSuchOp}]", "model.backbone=no_such_net"):
         assert main(["train", str(melanoma), f"run_dir={run_dir}", *TINY, bad]) == 2
-        assert mtimes(run_dir).keys() >= {k for k in trained if k.startswith("fold")}
+        assert work_mtimes(run_dir).keys() >= {k for k in trained if k.startswith("fold")}
     assert "unknown albumentations op 'NoSuchOp'" in capsys.readouterr().err
     run(melanoma, run_dir, verb="train")
-    assert {k: v for k, v in mtimes(run_dir).items() if k.startswith("fold")} == {
+    assert {k: v for k, v in work_mtimes(run_dir).items() if k.startswith("fold")} == {
         k: v for k, v in trained.items() if k.startswith("fold")
     }
     # A different learning rate makes the old folds stale: moved aside (stale/), never deleted.

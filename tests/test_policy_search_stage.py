@@ -17,6 +17,7 @@ from medals.demo import generate as gen
 from medals.files import read_json
 from medals.stages.pipeline import STAGES, stage_digest
 from medals.stages.search import candidate_recipe
+from tests.run_files import work_mtimes
 
 POLICY_FILE = {"name": "PolicyFile", "path": "{run_dir}/policies.json"}
 
@@ -54,10 +55,6 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-def mtimes(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-
-
 def test_run_searches_then_trains_on_the_file_and_a_second_run_redoes_nothing(cells, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["run", str(cells), f"run_dir={run_dir}", "--device", "cpu"]) == 0
@@ -78,14 +75,12 @@ def test_run_searches_then_trains_on_the_file_and_a_second_run_redoes_nothing(ce
     assert (run_dir / "submission.csv").exists()
     assert read_json(run_dir / "stages" / "search.json")["done"]
 
-    before = mtimes(run_dir)
+    before = work_mtimes(run_dir)
     assert main(["run", str(cells), f"run_dir={run_dir}", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     for stage in ("prepare", "split", "search", "evaluate", "predict", "submit"):
         assert f"{stage}: already done for this config, skipped" in out
-    changed = {name for name, mtime in mtimes(run_dir).items() if before.get(name) != mtime}
-    # Lock files hold the current holder (pid, host, since), so each launch rewrites them.
-    changed = {name for name in changed if not name.startswith("locks/")}
+    changed = {name for name, mtime in work_mtimes(run_dir).items() if before.get(name) != mtime}
     assert changed <= {"config.yaml"}, changed
 
     # The search's own digest ignores the file it writes; training's depends on its content.
